@@ -1,0 +1,55 @@
+# celery_durable developer tasks. CI runs `make test` (see .ci/run).
+
+PY ?= python3
+VENV = .venv
+VENV_PY = $(VENV)/bin/python
+STAMP = $(VENV)/.installed-stamp
+DEV_STAMP = $(VENV)/.dev-installed-stamp
+PYTEST_ARGS ?=
+LINT_PATHS = celery_durable tests bench examples
+
+.PHONY: venv test lint bench soak demo clean
+
+# venv: create .venv (once) and install the package editable with test extras;
+# re-installs whenever setup.cfg or pyproject.toml is newer than the stamp.
+venv: $(STAMP)
+
+$(VENV_PY):
+	$(PY) -m venv $(VENV)
+	$(VENV_PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): $(VENV_PY) setup.cfg pyproject.toml
+	$(VENV_PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# test: run the pytest suite (extra options: make test PYTEST_ARGS='-k foo -x').
+test: venv
+	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+# lint: install the dev extras, then ruff over the existing source dirs and mypy over the package.
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check $$(for d in $(LINT_PATHS); do [ -d "$$d" ] && echo "$$d"; done)
+	$(VENV)/bin/mypy
+
+$(DEV_STAMP): $(STAMP)
+	$(VENV_PY) -m pip install --quiet -e '.[dev]'
+	touch $(DEV_STAMP)
+
+# bench: run the benchmark driver.
+bench: venv
+	$(VENV_PY) bench/run.py
+
+# soak: run only tests marked `soak`; "no tests collected" (pytest exit 5) is not a failure.
+soak: venv
+	$(VENV_PY) -m pytest -m soak tests $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "soak: no soak tests collected"; exit 0; fi; \
+	exit $$rc
+
+# demo: run the example workflow demo.
+demo: venv
+	$(VENV_PY) -m examples.demo
+
+# clean: remove the virtualenv, build output and tool caches.
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,52 @@
+"""celery_durable: durable, replayable ``async``/``await`` workflows on Celery + Redis.
+
+>>> from celery import Celery
+>>> from celery_durable import Durable
+>>> app = Celery("proj", broker="redis://127.0.0.1:6379/0")
+>>> durable = Durable(app)
+"""
+
+from .app import Durable, Step, Workflow
+from .engine.primitives import (
+    Settled,
+    WorkflowMetadata,
+    all_settled,
+    as_completed,
+    get_workflow_metadata,
+    now,
+    race,
+    random,
+    sleep,
+    uuid4,
+    wait,
+)
+from .errors import (
+    FatalError,
+    HookConflictError,
+    HookNotFound,
+    NonDeterminismError,
+    RetryableError,
+    RunNotFound,
+    StepFailed,
+    WorkflowBlockedError,
+    WorkflowCancelled,
+    WorkflowFailed,
+)
+from .run import Run
+from .steps import StepMetadata, get_step_metadata
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # the app object and what it returns
+    "Durable", "Step", "Workflow", "Run",
+    # inside a workflow
+    "sleep", "race", "all_settled", "Settled", "wait", "as_completed",
+    "now", "random", "uuid4", "get_workflow_metadata", "WorkflowMetadata",
+    # inside a step
+    "get_step_metadata", "StepMetadata",
+    # errors
+    "FatalError", "RetryableError", "StepFailed", "NonDeterminismError", "WorkflowFailed",
+    "WorkflowCancelled", "WorkflowBlockedError", "RunNotFound", "HookNotFound",
+    "HookConflictError",
+]

@@ -1,0 +1,383 @@
+"""``Durable``: registers steps and workflows on a Celery app.
+
+This is the Celery adapter: the orchestrator and step runner are Celery tasks,
+steps are dispatched with deterministic task ids and a ``durable`` header, and a
+worker bootstep runs the sweeper that re-drives runs whose worker went away.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import inspect
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, TypeVar, overload
+
+from celery import Celery, bootsteps
+
+from . import codec
+from .engine import history as h
+from .engine.cache import InstanceCache
+from .engine.context import current_replayer
+from .engine.primitives import call_step
+from .errors import RunNotFound
+from .orchestrator import Orchestrator, new_token, started_event
+from .run import Run
+from .settings import Settings
+from .steps import StepRunner
+from .store.keys import check_run_id
+from .store.redis import RedisStore, connect
+
+logger = logging.getLogger("celery_durable")
+
+R = TypeVar("R")
+ORCHESTRATE_TASK = "celery_durable.orchestrate"
+FIRE_TIMER_TASK = "celery_durable.fire_timer"
+_STEP_ID_NAMESPACE = uuid.UUID("6f1c1c56-3f0e-4a43-9d0c-6f8a0c5e2d11")
+
+#: Options that belong to celery_durable, not to the Celery task.
+_OUR_STEP_OPTIONS = ("max_retries",)
+
+
+def step_task_id(run_id: str, seq: int) -> str:
+    """The deterministic Celery task id of step ``seq`` of ``run_id``."""
+    return str(uuid.uuid5(_STEP_ID_NAMESPACE, f"{run_id}/{seq}"))
+
+
+class Step(Generic[R]):
+    """A function registered with ``@durable.step``; its ``task`` is a Celery task.
+
+    Inside a workflow, calling it returns a coroutine that schedules the step
+    when it first runs; outside one, calling it runs the function directly.
+    """
+
+    def __init__(self, durable: Durable, fn: Callable[..., Any], name: str,
+                 max_retries: int, task: Any) -> None:
+        self.durable = durable
+        self.fn = fn
+        self.name = name
+        self.max_retries = max_retries
+        self.task = task
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"<durable step {self.name} max_retries={self.max_retries}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if current_replayer() is None:
+            return self.fn(*args, **kwargs)
+        plain_args, plain_kwargs = codec.normalize_call(f"step {self.name!r}", args, kwargs)
+        return call_step(self.name, plain_args, plain_kwargs)
+
+    def delay(self, *args: Any, **kwargs: Any) -> Any:
+        """Send the step as a plain Celery task (outside any run)."""
+        return self.task.delay(*args, **kwargs)
+
+    def apply_async(self, *args: Any, **kwargs: Any) -> Any:
+        """Send the step as a plain Celery task (outside any run)."""
+        return self.task.apply_async(*args, **kwargs)
+
+
+class Workflow(Generic[R]):
+    """An ``async def`` registered with ``@durable.workflow``."""
+
+    def __init__(self, durable: Durable, fn: Callable[..., Coroutine[Any, Any, R]],
+                 name: str) -> None:
+        self.durable = durable
+        self.fn = fn
+        self.name = name
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"<durable workflow {self.name}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, R]:
+        return self.fn(*args, **kwargs)
+
+    def start(self, *args: Any, **kwargs: Any) -> Run:
+        """Start a run now; returns its :class:`Run` at once.
+
+        >>> run = data_pipeline.start({"name": "ada"})        # doctest: +SKIP
+        """
+        return self.durable.start_run(self, list(args), kwargs, None)
+
+    def apply_async(self, args: Any = (), kwargs: dict[str, Any] | None = None,
+                    run_id: str | None = None) -> Run:
+        """Celery-style start; with ``run_id`` the start is idempotent.
+
+        >>> run = order_flow.apply_async(args=(42,), run_id="order-42")  # doctest: +SKIP
+        """
+        return self.durable.start_run(self, list(args), dict(kwargs or {}), run_id)
+
+
+class Durable:
+    """Durable workflows on a Celery app; settings come from ``app.conf``.
+
+    >>> app = Celery("proj", broker="redis://127.0.0.1:6379/0")   # doctest: +SKIP
+    >>> durable = Durable(app)                                     # doctest: +SKIP
+    """
+
+    def __init__(self, app: Celery) -> None:
+        if getattr(app, "_celery_durable", None) is not None:
+            raise RuntimeError(f"{app!r} already has a Durable; create one Durable per Celery "
+                               "app and import it where steps and workflows are defined")
+        self.app = app
+        app._celery_durable = self  # type: ignore[attr-defined]
+        self.workflows: dict[str, Workflow[Any]] = {}
+        self.steps: dict[str, Step[Any]] = {}
+        self._lock = threading.Lock()
+        self._settings: Settings | None = None
+        self._store: RedisStore | None = None
+        self._orchestrator: Orchestrator | None = None
+        self._errors: codec.ErrorCodec | None = None
+        self.runner = StepRunner(self)
+        self._register_tasks()
+        app.steps["worker"].add(SweeperStep)
+
+    def __repr__(self) -> str:
+        return f"<Durable app={self.app.main!r} workflows={len(self.workflows)} " \
+               f"steps={len(self.steps)}>"
+
+    # -- lazily built parts (after app.conf is final, once per process) -----------
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.from_app(self.app)
+        return self._settings
+
+    @property
+    def store(self) -> RedisStore:
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    s = self.settings
+                    client = connect(s.redis_url, s.redis_options, s.redis_cluster)
+                    self._store = RedisStore(client, prefix=s.key_prefix, lease=s.step_lease,
+                                             retention=s.run_retention)
+        return self._store
+
+    @property
+    def errors(self) -> codec.ErrorCodec:
+        if self._errors is None:
+            self._errors = codec.ErrorCodec(self.app)
+        return self._errors
+
+    @property
+    def orchestrator(self) -> Orchestrator:
+        if self._orchestrator is None:
+            s = self.settings
+            self._orchestrator = Orchestrator(
+                store=self.store, workflows=_WorkflowFunctions(self.workflows),
+                dispatch=self.dispatch, errors=self.errors,
+                cache=InstanceCache(s.cache_size), lease=s.step_lease,
+                block_deadline=s.replay_block_deadline)
+        return self._orchestrator
+
+    # -- decorators ---------------------------------------------------------------
+    @overload
+    def step(self, fn: Callable[..., R]) -> Step[R]: ...
+    @overload
+    def step(self, fn: None = None, **options: Any) -> Callable[[Callable[..., R]], Step[R]]: ...
+
+    def step(self, fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """Register a step: an ordinary Celery task whose result is recorded once.
+
+        Any Celery task option passes through (``queue``, ``rate_limit``,
+        ``time_limit``...); ``max_retries`` defaults to ``durable_default_max_retries``.
+
+        >>> @durable.step(max_retries=5, queue="io")             # doctest: +SKIP
+        ... async def fetch_user(user_id: str) -> dict: ...
+        """
+        if fn is None:
+            return lambda f: self.step(f, **options)
+        if not callable(fn):
+            raise TypeError(f"@durable.step decorates a function, got {fn!r}")
+        name = options.pop("name", None) or f"{fn.__module__}.{fn.__qualname__}"
+        max_retries = options.get("max_retries")
+        if max_retries is None:
+            max_retries = int(self.app.conf.get("durable_default_max_retries", 3))
+        if max_retries < 0:
+            raise ValueError(f"step {name!r}: max_retries must be 0 or more, got {max_retries}")
+        options["max_retries"] = max_retries
+        if name in self.steps:
+            raise ValueError(f"a step named {name!r} is already registered; pass name=... "
+                             "to one of them")
+        runner = self.runner
+
+        def run(task: Any, *args: Any, **kwargs: Any) -> Any:
+            return runner.execute(task, name, fn, max_retries, args, kwargs)
+
+        run.__name__ = fn.__name__
+        run.__qualname__ = fn.__qualname__
+        run.__module__ = fn.__module__
+        run.__doc__ = fn.__doc__
+        task_options = {"acks_late": True, "reject_on_worker_lost": True,
+                        "ignore_result": True, "typing": False}
+        task_options.update(options)
+        task = self.app.task(name=name, bind=True, shared=False, **task_options)(run)
+        step: Step[Any] = Step(self, fn, name, max_retries, task)
+        self.steps[name] = step
+        return step
+
+    @overload
+    def workflow(self, fn: Callable[..., Coroutine[Any, Any, R]]) -> Workflow[R]: ...
+    @overload
+    def workflow(self, fn: None = None, *, name: str | None = None
+                 ) -> Callable[[Callable[..., Coroutine[Any, Any, R]]], Workflow[R]]: ...
+
+    def workflow(self, fn: Any = None, *, name: str | None = None) -> Any:
+        """Register an ``async def`` as a durable workflow.
+
+        >>> @durable.workflow                                    # doctest: +SKIP
+        ... async def data_pipeline(data: dict) -> str:
+        ...     return await store_data(await validate_data(data))
+        """
+        if fn is None:
+            return lambda f: self.workflow(f, name=name)
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"@durable.workflow needs an 'async def' function, got {fn!r}")
+        wf_name = name or f"{fn.__module__}.{fn.__qualname__}"
+        if wf_name in self.workflows:
+            raise ValueError(f"a workflow named {wf_name!r} is already registered; "
+                             "pass name=... to one of them")
+        workflow: Workflow[Any] = Workflow(self, fn, wf_name)
+        self.workflows[wf_name] = workflow
+        return workflow
+
+    # -- runs -----------------------------------------------------------------------
+    def start(self, workflow: Workflow[Any], *args: Any, **kwargs: Any) -> Run:
+        """Start a run of ``workflow``; same as ``workflow.start(*args, **kwargs)``."""
+        return self.start_run(workflow, list(args), kwargs, None)
+
+    def start_run(self, workflow: Workflow[Any], args: list[Any], kwargs: dict[str, Any],
+                  run_id: str | None) -> Run:
+        if not isinstance(workflow, Workflow) or workflow.durable is not self:
+            raise TypeError(f"{workflow!r} is not a workflow of this Durable; decorate it "
+                            "with @durable.workflow")
+        run_id = check_run_id(run_id) if run_id is not None else uuid.uuid4().hex
+        plain_args, plain_kwargs = codec.normalize_call(f"workflow {workflow.name!r}",
+                                                        tuple(args), kwargs)
+        event = started_event(workflow.name, plain_args, plain_kwargs)
+        created = self.store.create_run(run_id, workflow.name, event,
+                                        watch_at=time.time() + self.settings.step_lease)
+        if created:
+            logger.info("run %s of %s started", run_id, workflow.name)
+            self.wake(run_id)
+        return Run(self, run_id)
+
+    def get_run(self, run_id: str) -> Run:
+        """The :class:`Run` with this id; :class:`RunNotFound` if there is none."""
+        if self.store.state(run_id) is None:
+            raise RunNotFound(f"no run with id {run_id!r} (never started, or past retention)")
+        return Run(self, run_id)
+
+    def wake(self, run_id: str, recover: bool = False) -> None:
+        """Send ``celery_durable.orchestrate(run_id)``: some worker continues the run."""
+        self.app.send_task(ORCHESTRATE_TASK, args=(run_id,),
+                           kwargs={"recover": True} if recover else {})
+
+    # -- dispatch -------------------------------------------------------------------
+    def dispatch(self, run_id: str, command: h.Command) -> None:
+        """Send what a committed command needs: a step task, or a timer task."""
+        if isinstance(command, h.StepCommand):
+            self.send_step(run_id, command.seq, command.name, command.args, command.kwargs)
+        elif isinstance(command, h.TimerCommand):
+            self.app.send_task(
+                FIRE_TIMER_TASK, args=(run_id, command.seq),
+                eta=dt.datetime.fromtimestamp(command.due, dt.timezone.utc),
+                task_id=step_task_id(run_id, command.seq))
+
+    def send_step(self, run_id: str, seq: int, name: str, args: list[Any],
+                  kwargs: dict[str, Any], countdown: float | None = None) -> None:
+        options: dict[str, Any] = {"task_id": step_task_id(run_id, seq),
+                                   "headers": {"durable": [run_id, seq]}}
+        if countdown:
+            options["countdown"] = countdown
+        step = self.steps.get(name)
+        if step is not None:
+            step.task.apply_async(args=args, kwargs=kwargs, **options)
+        else:  # a step this process did not import: route it by name
+            self.app.send_task(name, args=args, kwargs=kwargs, **options)
+
+    # -- Celery tasks -------------------------------------------------------------------
+    def _register_tasks(self) -> None:
+        durable = self
+
+        @self.app.task(name=ORCHESTRATE_TASK, acks_late=True, ignore_result=True, shared=False)
+        def orchestrate(run_id: str, recover: bool = False) -> str:
+            """Continue a durable run (celery_durable's orchestrator)."""
+            outcome = durable.orchestrator.drive(run_id, recover=recover)
+            if recover and outcome in ("waiting",) and not durable.store.has_inflight(run_id):
+                durable.store.unwatch(run_id)
+            return outcome
+
+        @self.app.task(name=FIRE_TIMER_TASK, acks_late=True, ignore_result=True, shared=False)
+        def fire_timer(run_id: str, seq: int) -> None:
+            """Fire a durable timer (at most once) and continue the run."""
+            event = {"type": h.TIMER_FIRED, "seq": int(seq), "at": time.time()}
+            token = new_token()
+            recorded = durable.store.record(run_id, int(seq), event, token)
+            if recorded.leased:
+                durable.orchestrator.drive(run_id, token)
+
+        self.orchestrate_task = orchestrate
+        self.fire_timer_task = fire_timer
+
+    def sweep_once(self, limit: int = 100) -> list[str]:
+        """Re-drive runs whose watch time passed (lost steps, crashed replays)."""
+        now = time.time()
+        due = self.store.claim_due_runs(now, now + self.settings.step_lease, limit)
+        for run_id in due:
+            logger.info("run %s: checking for lost work", run_id)
+            self.wake(run_id, recover=True)
+        return due
+
+
+class _WorkflowFunctions(dict):  # type: ignore[type-arg]
+    """A live view name → workflow function over the registry."""
+
+    def __init__(self, workflows: dict[str, Workflow[Any]]) -> None:
+        super().__init__()
+        self._workflows = workflows
+
+    def get(self, name: Any, default: Any = None) -> Any:
+        workflow = self._workflows.get(name)
+        return workflow.fn if workflow is not None else default
+
+
+class SweeperStep(bootsteps.StartStopStep):
+    """Worker bootstep: a thread that re-drives runs whose worker went away.
+
+    Several workers sweeping at once is safe: each due run is claimed atomically.
+    Disable with ``durable_sweeper = False`` (then run ``Durable.sweep_once`` elsewhere).
+    """
+
+    label = "celery_durable sweeper"
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, parent: Any) -> None:
+        durable = getattr(parent.app, "_celery_durable", None)
+        if durable is None or parent.app.conf.get("durable_sweeper", True) is False:
+            return
+        self._thread = threading.Thread(target=self._loop, args=(durable,),
+                                        name="durable-sweeper", daemon=True)
+        self._thread.start()
+
+    def _loop(self, durable: Durable) -> None:
+        interval = durable.settings.sweep_interval
+        while not self._stop.wait(interval):
+            try:
+                durable.sweep_once()
+            except Exception:  # noqa: BLE001 - Redis may be restarting: try again later
+                logger.warning("durable sweeper: sweep failed", exc_info=True)
+
+    def stop(self, parent: Any) -> None:
+        self._stop.set()

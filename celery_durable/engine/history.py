@@ -1,0 +1,115 @@
+"""The history's vocabulary: event types, and the commands a workflow emits.
+
+An event is a plain ``dict`` (it crosses Redis as JSON) with at least ``type``
+and ``at`` (UNIX seconds, UTC); events about a command carry its ``seq``.
+Commands are what replay produces; each one turns into exactly one event when
+it is committed, and is matched against that event on every later replay.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+# Written once per run.
+RUN_STARTED = "run_started"
+RUN_COMPLETED = "run_completed"
+RUN_FAILED = "run_failed"
+RUN_CANCELLED = "run_cancelled"
+
+# Commands: emitted by the workflow, numbered by ``seq``, matched on replay.
+STEP_SCHEDULED = "step_scheduled"
+TIMER_SCHEDULED = "timer_scheduled"
+
+# Deliveries: outcomes fed back into the workflow, one at a time, in history order.
+STEP_COMPLETED = "step_completed"
+STEP_FAILED = "step_failed"
+TIMER_FIRED = "timer_fired"
+CANCEL_REQUESTED = "cancel_requested"
+
+# Informational: recorded for people and tools, ignored by replay.
+STEP_STARTED = "step_started"
+STEP_RETRYING = "step_retrying"
+
+COMMAND_EVENTS = frozenset({STEP_SCHEDULED, TIMER_SCHEDULED})
+DELIVERY_EVENTS = frozenset({STEP_COMPLETED, STEP_FAILED, TIMER_FIRED, CANCEL_REQUESTED})
+END_EVENTS = frozenset({RUN_COMPLETED, RUN_FAILED, RUN_CANCELLED})
+
+#: Bumped whenever a change to the engine could make an old history replay
+#: differently; recorded in ``run_started`` and named in divergence errors.
+ENGINE_VERSION = 1
+
+
+@dataclasses.dataclass
+class Command:
+    """Something the workflow asked for; ``seq`` is its position in emission order."""
+
+    seq: int = dataclasses.field(default=0, init=False)
+
+    event_type = ""
+
+    def to_event(self, at: float) -> dict[str, Any]:
+        event = {"type": self.event_type, "at": at, "seq": self.seq}
+        event.update(self._fields())
+        return event
+
+    def _fields(self) -> dict[str, Any]:
+        return {}
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        """True when ``event`` records this very command."""
+        if event.get("type") != self.event_type:
+            return False
+        return all(event.get(key) == value for key, value in self._fields().items())
+
+    def describe(self) -> str:
+        return f"{self.event_type} #{self.seq}"
+
+
+@dataclasses.dataclass
+class StepCommand(Command):
+    """Run step ``name`` with JSON-normalised ``args``/``kwargs``."""
+
+    name: str = ""
+    args: list[Any] = dataclasses.field(default_factory=list)
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    event_type = STEP_SCHEDULED
+
+    def _fields(self) -> dict[str, Any]:
+        return {"name": self.name, "args": self.args, "kwargs": self.kwargs}
+
+    def describe(self) -> str:
+        return f"step {self.name}(args={self.args!r}, kwargs={self.kwargs!r}) at #{self.seq}"
+
+
+@dataclasses.dataclass
+class TimerCommand(Command):
+    """Wake the workflow at ``due`` (UNIX seconds) on its durable clock."""
+
+    due: float = 0.0
+
+    event_type = TIMER_SCHEDULED
+
+    def _fields(self) -> dict[str, Any]:
+        return {"due": self.due}
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        # Float due times round-trip through JSON exactly; compare with a hair of
+        # tolerance anyway so a history written by another platform still matches.
+        return (event.get("type") == self.event_type
+                and abs(float(event.get("due", 0.0)) - self.due) < 1e-6)
+
+    def describe(self) -> str:
+        return f"timer due at {self.due:.3f} at #{self.seq}"
+
+
+def describe_event(event: dict[str, Any]) -> str:
+    """A one-line description of a recorded command event, for error messages."""
+    kind = event.get("type")
+    if kind == STEP_SCHEDULED:
+        return (f"step {event.get('name')}(args={event.get('args')!r}, "
+                f"kwargs={event.get('kwargs')!r}) at #{event.get('seq')}")
+    if kind == TIMER_SCHEDULED:
+        return f"timer due at {float(event.get('due', 0.0)):.3f} at #{event.get('seq')}"
+    return f"{kind} at #{event.get('seq')}"

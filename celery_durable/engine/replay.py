@@ -1,0 +1,271 @@
+"""History in, commands out: the pure heart of the engine.
+
+A :class:`Replayer` owns one workflow instance on its own
+:class:`~.loop.WorkflowEventLoop`. :meth:`Replayer.feed` takes history events
+in order: ``run_started`` starts the coroutine; each recorded command is
+checked against what the workflow emits at the same ``seq``; each delivery
+(step result, timer, cancellation) resolves its future and the loop runs to
+idle before the next one. Feeding the whole history to a fresh replayer, or
+the tail to a live one, gives the same state: that is what makes the per-process
+cache of live instances safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random as _random
+import sys
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
+
+from ..errors import NonDeterminismError
+from . import history as h
+from .loop import DEFAULT_BLOCK_DEADLINE, WorkflowEventLoop
+
+logger = logging.getLogger("celery_durable.engine")
+
+ErrorDecoder = Callable[[dict[str, Any], str], BaseException]
+
+
+def _default_error_decoder(error: dict[str, Any], step: str) -> BaseException:
+    from ..errors import StepFailed
+
+    return StepFailed(str(error.get("type")), str(error.get("message")), step)
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How the workflow ended: ``status`` is completed, failed or cancelled."""
+
+    status: str
+    value: Any = None
+    error: BaseException | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkflowInfo:
+    """What ``get_workflow_metadata()`` returns."""
+
+    run_id: str
+    workflow_name: str
+    started_at: float
+
+
+class Replayer:
+    """One live workflow instance, advanced by feeding it history events.
+
+    >>> r = Replayer(my_workflow, run_id="r1")          # doctest: +SKIP
+    >>> r.feed(events)                                    # doctest: +SKIP
+    >>> r.take_new_commands()                             # doctest: +SKIP
+    [StepCommand(seq=1, name='proj.validate', ...)]
+    """
+
+    def __init__(self, workflow: Callable[..., Coroutine[Any, Any, Any]], *, run_id: str,
+                 error_decoder: ErrorDecoder = _default_error_decoder,
+                 block_deadline: float = DEFAULT_BLOCK_DEADLINE) -> None:
+        self.workflow = workflow
+        self.run_id = run_id
+        self.error_decoder = error_decoder
+        self.loop: WorkflowEventLoop | None = None
+        self.info: WorkflowInfo | None = None
+        self.random = _random.Random()
+        #: Number of history events consumed so far.
+        self.position = 0
+        self.outcome: Outcome | None = None
+        self._block_deadline = block_deadline
+        self._next_seq = 1
+        self._emitted: dict[int, h.Command] = {}
+        self._recorded: dict[int, dict[str, Any]] = {}
+        self._waiting: dict[int, asyncio.Future[Any] | asyncio.TimerHandle] = {}
+        # Emitted commands that no history event has matched yet; whatever is
+        # left once the whole available history is fed is new.
+        self._unmatched: dict[int, h.Command] = {}
+        self._divergence: NonDeterminismError | None = None
+        self._recorded_python: str | None = None
+        self._main: asyncio.Task[Any] | None = None
+        self._discarded = False
+
+    def __repr__(self) -> str:
+        state = self.outcome.status if self.outcome else "running"
+        return (f"<Replayer run={self.run_id!r} position={self.position} "
+                f"next_seq={self._next_seq} {state}>")
+
+    # -- feeding history ------------------------------------------------------
+    def feed(self, events: Iterable[dict[str, Any]]) -> None:
+        """Apply history events in order (the whole history, or the next tail).
+
+        Raises :class:`NonDeterminismError` when the workflow's commands and the
+        history disagree; the instance must then be discarded.
+        """
+        for event in events:
+            self._apply(event)
+            self.position += 1
+            if self._divergence is not None:
+                raise self._divergence
+        if self._recorded and self._divergence is None and self._main is not None:
+            seq = min(self._recorded)
+            self._diverge(seq, h.describe_event(self._recorded[seq]),
+                          "nothing (the workflow is waiting and emitted no more commands)")
+        if self._divergence is not None:
+            raise self._divergence
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == h.RUN_STARTED:
+            self._start(event)
+        elif kind in h.COMMAND_EVENTS:
+            self._match_recorded(event)
+        elif kind in h.DELIVERY_EVENTS:
+            self._deliver(event)
+        # Informational and end events change nothing in the workflow.
+
+    def _start(self, event: dict[str, Any]) -> None:
+        if self._main is not None:
+            raise NonDeterminismError("history holds run_started twice", position=0)
+        self.info = WorkflowInfo(self.run_id, str(event.get("workflow")), float(event["at"]))
+        self.random.seed(event.get("seed", self.run_id))
+        self._recorded_python = event.get("python")
+        self.loop = WorkflowEventLoop(float(event["at"]), self._on_timer, self._block_deadline)
+        self.loop.replayer = self  # type: ignore[attr-defined]
+        coro = self.workflow(*event.get("args", []), **event.get("kwargs", {}))
+        self._main = self.loop.create_task(coro, name=f"workflow:{self.run_id}")
+        self._main.add_done_callback(self._finished)
+        self.loop.run_until_idle()
+
+    def _match_recorded(self, event: dict[str, Any]) -> None:
+        seq = int(event["seq"])
+        command = self._emitted.get(seq)
+        if command is None:
+            self._recorded[seq] = event  # emitted later in this replay, matched then
+        elif not command.matches(event):
+            self._diverge(seq, h.describe_event(event), command.describe())
+        else:
+            self._unmatched.pop(seq, None)
+
+    def _deliver(self, event: dict[str, Any]) -> None:
+        assert self.loop is not None, "history must begin with run_started"
+        self.loop.advance_to(float(event["at"]))
+        kind = event["type"]
+        if kind == h.CANCEL_REQUESTED:
+            if self._main is not None and not self._main.done():
+                self._main.cancel()
+        else:
+            seq = int(event["seq"])
+            if seq not in self._emitted:
+                self._diverge(seq, f"{kind} for #{seq}",
+                              f"no command #{seq} (the workflow emitted {self._next_seq - 1})")
+                return
+            waiter = self._waiting.pop(seq, None)
+            if waiter is None:
+                return  # delivered twice, or its waiter was dropped: nothing to do
+            if kind == h.TIMER_FIRED:
+                assert isinstance(waiter, asyncio.TimerHandle)
+                self.loop.fire(waiter)
+            elif isinstance(waiter, asyncio.Future) and not waiter.done():
+                if kind == h.STEP_COMPLETED:
+                    waiter.set_result(event.get("result"))
+                else:
+                    command = self._emitted[seq]
+                    name = getattr(command, "name", "?")
+                    waiter.set_exception(self.error_decoder(event.get("error") or {}, name))
+        self.loop.run_until_idle()
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        if self._discarded or self.outcome is not None:
+            return
+        if task.cancelled():
+            self.outcome = Outcome("cancelled")
+        elif task.exception() is not None:
+            self.outcome = Outcome("failed", error=task.exception())
+        else:
+            self.outcome = Outcome("completed", value=task.result())
+
+    # -- what workflow code calls (through the primitives) ------------------------
+    def schedule(self, command: h.Command) -> asyncio.Future[Any]:
+        """Emit ``command``; the returned future settles when its outcome is delivered."""
+        assert self.loop is not None
+        future = self.loop.create_future()
+        self._emit(command)
+        if self._divergence is None:
+            self._waiting[command.seq] = future
+        return future
+
+    def _on_timer(self, handle: asyncio.TimerHandle) -> None:
+        command = h.TimerCommand(due=handle.when())
+        self._emit(command)
+        if self._divergence is None:
+            self._waiting[command.seq] = handle
+
+    def _emit(self, command: h.Command) -> None:
+        if self._discarded or self._divergence is not None:
+            command.seq = -1
+            return
+        command.seq = self._next_seq
+        self._next_seq += 1
+        self._emitted[command.seq] = command
+        recorded = self._recorded.pop(command.seq, None)
+        if recorded is None:
+            self._unmatched[command.seq] = command
+        elif not command.matches(recorded):
+            self._diverge(command.seq, h.describe_event(recorded), command.describe())
+
+    def _diverge(self, seq: int, expected: str, actual: str) -> None:
+        if self._divergence is not None:
+            return
+        note = ""
+        here = f"{sys.version_info.major}.{sys.version_info.minor}"
+        if self._recorded_python and self._recorded_python != here:
+            note = (f" (the history was recorded on Python {self._recorded_python}, "
+                    f"this replay runs on {here}; asyncio's ordering differs between them)")
+        self._divergence = NonDeterminismError(
+            f"run {self.run_id!r} diverged from its history at position #{seq}: "
+            f"the history holds {expected}, the workflow code now produced {actual}{note}. "
+            "Workflow code must replay the same way: deploy a compatible version, or start "
+            "a new run.", position=seq, expected=expected, actual=actual)
+
+    # -- what the orchestrator reads after feeding -------------------------------
+    def take_new_commands(self) -> list[h.Command]:
+        """Commands emitted since the last call that the history does not hold yet."""
+        new = [self._unmatched[seq] for seq in sorted(self._unmatched)]
+        self._unmatched.clear()
+        return new
+
+    def command(self, seq: int) -> h.Command | None:
+        """The command this instance emitted at ``seq``, if any."""
+        return self._emitted.get(seq)
+
+    @property
+    def waiting_on(self) -> list[int]:
+        """Seqs of commands whose outcome the workflow still waits for."""
+        return sorted(self._waiting)
+
+    def now(self) -> float:
+        assert self.loop is not None
+        return self.loop.time()
+
+    def discard(self) -> None:
+        """Stop this instance: cancel its tasks and drain them on this thread.
+
+        Commands emitted while unwinding are dropped; nothing is committed.
+        """
+        if self._discarded or self.loop is None:
+            self._discarded = True
+            return
+        self._discarded = True
+        loop = self.loop
+        tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in tasks:
+            task.cancel()
+        try:
+            for _ in range(10):
+                loop.run_until_idle()
+                if all(t.done() for t in tasks):
+                    break
+        except Exception:  # noqa: BLE001 - unwinding a discarded instance
+            logger.debug("error while discarding run %s", self.run_id, exc_info=True)
+        for task in tasks:
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: no "never retrieved" warning
+        loop.close()

@@ -1,0 +1,135 @@
+"""Every public exception of celery_durable.
+
+Step code raises :class:`FatalError` or :class:`RetryableError` to steer retries;
+the rest are raised by the runtime and name what went wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+__all__ = [
+    "DurableError",
+    "FatalError",
+    "RetryableError",
+    "StepFailed",
+    "NonDeterminismError",
+    "WorkflowFailed",
+    "WorkflowCancelled",
+    "WorkflowBlockedError",
+    "RunNotFound",
+    "HookNotFound",
+    "HookConflictError",
+    "LeaseLost",
+]
+
+
+class DurableError(Exception):
+    """Base class of the errors raised by the runtime itself."""
+
+
+class FatalError(Exception):
+    """Raised by a step: fail now, do not retry.
+
+    >>> raise FatalError("card number rejected")  # doctest: +SKIP
+    """
+
+
+class RetryableError(Exception):
+    """Raised by a step: retry after ``retry_after``.
+
+    ``retry_after`` is seconds (int/float), a ``timedelta`` or an aware/naive-UTC
+    ``datetime`` to retry at.
+
+    >>> raise RetryableError("rate limited", retry_after=30)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, message: str = "", retry_after: float | _dt.timedelta | _dt.datetime | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def delay_seconds(self, now: _dt.datetime | None = None) -> float | None:
+        """The delay this error asks for, in seconds (``None`` if it asks for none)."""
+        value = self.retry_after
+        if value is None:
+            return None
+        if isinstance(value, _dt.timedelta):
+            return max(0.0, value.total_seconds())
+        if isinstance(value, _dt.datetime):
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=_dt.timezone.utc)
+            now = now or _dt.datetime.now(_dt.timezone.utc)
+            return max(0.0, (value - now).total_seconds())
+        return max(0.0, float(value))
+
+
+class StepFailed(DurableError):
+    """A step failed with an exception whose class could not be rebuilt here.
+
+    ``type`` is the original class name (with its module), ``message`` its text.
+    """
+
+    def __init__(self, type: str, message: str, step: str | None = None) -> None:  # noqa: A002
+        self.type = type
+        self.message = message
+        self.step = step
+        where = f"step {step!r} " if step else ""
+        super().__init__(f"{where}failed with {type}: {message}")
+
+    def __reduce__(self) -> Any:
+        return (StepFailed, (self.type, self.message, self.step))
+
+
+class NonDeterminismError(DurableError):
+    """Replay produced a command that differs from the one the history holds.
+
+    The run stops in ``failed`` and its history is kept intact: deploy code that
+    replays the same way (or start a new run) and the run can be inspected.
+    """
+
+    def __init__(self, message: str, *, position: int | None = None,
+                 expected: Any = None, actual: Any = None) -> None:
+        super().__init__(message)
+        self.position = position
+        self.expected = expected
+        self.actual = actual
+
+
+class WorkflowBlockedError(DurableError):
+    """Workflow code blocked the replay (``time.sleep``, network I/O...).
+
+    Workflow code must only compute and await: move blocking work into a step.
+    """
+
+
+class WorkflowFailed(DurableError):
+    """The run failed with an error that could not be rebuilt as its own type."""
+
+    def __init__(self, message: str, *, run_id: str | None = None,
+                 error: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.error = error or {}
+
+
+class WorkflowCancelled(DurableError):
+    """The run was cancelled (``run.cancel()``) and did not catch the cancellation."""
+
+
+class RunNotFound(DurableError, LookupError):
+    """No run has this id (it never existed, or its retention has passed)."""
+
+
+class HookNotFound(DurableError, LookupError):
+    """No live hook has this token."""
+
+
+class HookConflictError(DurableError):
+    """The hook token is held by another live run."""
+
+
+class LeaseLost(DurableError):
+    """This replay lost the run's lease to another worker; its work is discarded."""

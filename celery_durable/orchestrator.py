@@ -1,0 +1,152 @@
+"""Lease, replay, commit, dispatch: the one place the engine meets the store.
+
+``Orchestrator.drive(run_id)`` takes the run's lease, feeds the history tail to
+the run's live instance (from the per-process cache, else a fresh replay),
+commits the new commands in one script, dispatches them, and releases the
+lease -- or, when outcomes arrived meanwhile, keeps it and goes round again, so
+wake-ups that arrive during a replay are coalesced and never lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
+
+from . import codec
+from .engine import history as h
+from .engine.cache import InstanceCache
+from .engine.replay import Outcome, Replayer
+from .errors import LeaseLost, NonDeterminismError, WorkflowBlockedError
+from .store.base import HistoryStore
+
+logger = logging.getLogger("celery_durable.orchestrator")
+
+WorkflowFn = Callable[..., Coroutine[Any, Any, Any]]
+Dispatch = Callable[[str, h.Command], None]
+
+
+def new_token() -> str:
+    """A fresh lease token (one per drive of a run)."""
+    return uuid.uuid4().hex
+
+
+def started_event(workflow: str, args: list[Any], kwargs: dict[str, Any],
+                  at: float | None = None) -> dict[str, Any]:
+    """The ``run_started`` event: arguments plus what replay must reproduce."""
+    return {"type": h.RUN_STARTED, "at": time.time() if at is None else at,
+            "workflow": workflow, "args": args, "kwargs": kwargs,
+            "seed": uuid.uuid4().int >> 64,
+            "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+            "engine": h.ENGINE_VERSION}
+
+
+@dataclasses.dataclass
+class Orchestrator:
+    """Drives runs; one per :class:`~celery_durable.Durable` and process."""
+
+    store: HistoryStore
+    workflows: Mapping[str, WorkflowFn]
+    dispatch: Dispatch
+    errors: Any  # codec.ErrorCodec
+    cache: InstanceCache
+    lease: float = 30.0
+    block_deadline: float = 2.0
+
+    def drive(self, run_id: str, token: str | None = None, recover: bool = False) -> str:
+        """Advance ``run_id`` as far as its history allows; return what happened.
+
+        With ``token`` the caller already holds the lease (it took it when it
+        recorded an outcome). ``recover`` also re-dispatches steps whose worker
+        stopped answering. Returns ``"busy"`` (someone else holds the lease),
+        ``"waiting"``, or the run's final status.
+        """
+        token = token or new_token()
+        lost: list[int] = []
+        while True:
+            replayer = self.cache.take(run_id)
+            loaded = self.store.load(run_id, token, replayer.position if replayer else 0)
+            if loaded is None:
+                if replayer is not None:
+                    self.cache.put(replayer)
+                return "busy"
+            if loaded.status != "running":
+                if replayer is not None:
+                    replayer.discard()
+                return loaded.status or "missing"
+            if replayer is None:
+                replayer = self._new_replayer(run_id, loaded.events)
+                if replayer is None:
+                    self.store.commit(run_id, token, [], [], None, None)
+                    return "unknown-workflow"
+            now = time.time()
+            final: dict[str, Any] | None = None
+            try:
+                replayer.feed(loaded.events)
+                commands = replayer.take_new_commands()
+            except (NonDeterminismError, WorkflowBlockedError) as exc:
+                logger.error("run %s: %s", run_id, exc)
+                commands = []
+                final = {"type": h.RUN_FAILED, "at": now, "error": self.errors.encode(exc)}
+            if final is None and replayer.outcome is not None:
+                final = self._final_event(run_id, replayer, replayer.outcome, now)
+            events = [command.to_event(now) for command in commands]
+            if recover and not lost:
+                lost = self.store.lost_steps(run_id, now)
+            queued = [c.seq for c in commands if isinstance(c, h.StepCommand)] + lost
+            watch_at = now + self.lease if queued or lost else None
+            try:
+                released = self.store.commit(run_id, token, events, queued, final, watch_at)
+            except LeaseLost:
+                logger.warning("run %s: lease lost during replay; another worker continues",
+                               run_id)
+                replayer.discard()
+                return "lease-lost"
+            for command in commands:
+                self.dispatch(run_id, command)
+            for seq in lost:
+                command = replayer.command(seq)
+                if command is not None:
+                    logger.warning("run %s: step #%d lost its worker; dispatching it again",
+                                   run_id, seq)
+                    self.dispatch(run_id, command)
+            recover, lost = False, []
+            if final is not None:
+                replayer.discard()
+                logger.info("run %s %s", run_id, final["type"].removeprefix("run_"))
+                return str(final["type"]).removeprefix("run_")
+            if released:
+                self.cache.put(replayer)
+                return "waiting"
+            self.cache.put(replayer)  # outcomes arrived meanwhile: read them and go on
+
+    def _new_replayer(self, run_id: str, events: list[dict[str, Any]]) -> Replayer | None:
+        started = events[0] if events else {}
+        name = started.get("workflow")
+        workflow = self.workflows.get(str(name))
+        if started.get("type") != h.RUN_STARTED or workflow is None:
+            logger.error("run %s: workflow %r is not registered in this worker; import the "
+                         "module that defines it (celery -A ... or the imports setting)",
+                         run_id, name)
+            return None
+        return Replayer(workflow, run_id=run_id, error_decoder=self.errors.decode,
+                        block_deadline=self.block_deadline)
+
+    def _final_event(self, run_id: str, replayer: Replayer, outcome: Outcome,
+                     now: float) -> dict[str, Any]:
+        if outcome.status == "completed":
+            name = replayer.info.workflow_name if replayer.info else "?"
+            try:
+                value = codec.check_value(f"the result of workflow {name!r}", outcome.value)
+            except TypeError as exc:
+                return {"type": h.RUN_FAILED, "at": now, "error": self.errors.encode(exc)}
+            return {"type": h.RUN_COMPLETED, "at": now, "result": value}
+        if outcome.status == "cancelled":
+            return {"type": h.RUN_CANCELLED, "at": now}
+        assert outcome.error is not None
+        logger.info("run %s: workflow raised %r", run_id, outcome.error)
+        return {"type": h.RUN_FAILED, "at": now, "error": self.errors.encode(outcome.error)}

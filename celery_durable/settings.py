@@ -1,0 +1,56 @@
+"""Settings read from ``app.conf`` (DESIGN section 5), with their defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from celery import Celery
+
+
+def _seconds(value: Any) -> float:
+    if hasattr(value, "total_seconds"):
+        return float(value.total_seconds())
+    return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """A snapshot of the ``durable_*`` settings of one Celery app."""
+
+    redis_url: str
+    redis_options: dict[str, Any]
+    redis_cluster: bool
+    key_prefix: str
+    webhook_base_url: str
+    webhook_max_bytes: int
+    run_retention: float
+    default_max_retries: int
+    step_lease: float
+    timer_horizon: float
+    sweep_interval: float
+    cache_size: int
+    replay_block_deadline: float
+
+    @classmethod
+    def from_app(cls, app: Celery) -> Settings:
+        conf = app.conf
+        broker = str(conf.broker_url or "")
+        default_url = broker if broker.startswith(("redis://", "rediss://", "unix://")) \
+            else "redis://localhost:6379/0"
+        return cls(
+            redis_url=conf.get("durable_redis_url") or default_url,
+            redis_options=dict(conf.get("durable_redis_options") or {}),
+            redis_cluster=bool(conf.get("durable_redis_cluster", False)),
+            key_prefix=conf.get("durable_key_prefix") or "durable",
+            webhook_base_url=conf.get("durable_webhook_base_url")
+            or "http://localhost:5000/durable",
+            webhook_max_bytes=int(conf.get("durable_webhook_max_bytes") or 1024 * 1024),
+            run_retention=_seconds(conf.get("durable_run_retention") or 7 * 86400),
+            default_max_retries=int(conf.get("durable_default_max_retries", 3)),
+            step_lease=_seconds(conf.get("durable_step_lease") or 30),
+            timer_horizon=_seconds(conf.get("durable_timer_horizon") or 300),
+            sweep_interval=_seconds(conf.get("durable_sweep_interval") or 1.0),
+            cache_size=int(conf.get("durable_cache_size", 1000)),
+            replay_block_deadline=_seconds(conf.get("durable_replay_block_deadline") or 2.0),
+        )

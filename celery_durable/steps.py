@@ -1,0 +1,212 @@
+"""What runs inside a worker for a step: claim, execute, retry or record, continue.
+
+The step's Celery task calls :meth:`StepRunner.execute`. A message without the
+``durable`` header is a plain Celery call (``my_step.delay(x)``) and just runs
+the function. Otherwise the attempt is claimed in the store, the function runs
+under a heartbeat that keeps its lease alive, and the outcome is recorded once;
+the worker that records it takes the run's lease when it is free and continues
+the workflow itself, saving a broker round trip per step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import inspect
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import codec
+from .engine import history as h
+from .errors import FatalError, RetryableError
+from .orchestrator import new_token
+
+if TYPE_CHECKING:
+    from .app import Durable
+
+logger = logging.getLogger("celery_durable.steps")
+
+
+@dataclasses.dataclass(frozen=True)
+class StepMetadata:
+    """What :func:`get_step_metadata` returns inside a running step.
+
+    ``step_id`` is stable across retries and redeliveries: use it as an
+    idempotency key with the services the step calls.
+    """
+
+    run_id: str
+    step_id: str
+    name: str
+    seq: int
+    attempt: int
+
+
+_current_step: contextvars.ContextVar[StepMetadata | None] = contextvars.ContextVar(
+    "celery_durable_step", default=None)
+
+
+def get_step_metadata() -> StepMetadata:
+    """Run id, step id and attempt number of the step running now.
+
+    >>> meta = get_step_metadata()                         # doctest: +SKIP
+    >>> payments.charge(amount, idempotency_key=meta.step_id)  # doctest: +SKIP
+    """
+    meta = _current_step.get()
+    if meta is None:
+        raise RuntimeError("get_step_metadata() can only be called inside a step that a "
+                           "workflow run dispatched")
+    return meta
+
+
+def backoff_delay(attempt: int, base: float = 1.0, maximum: float = 600.0,
+                  jitter: bool = True) -> float:
+    """Seconds before retry number ``attempt`` (1-based): base·2^(attempt-1), ±25 % jitter."""
+    delay = min(maximum, base * (2 ** max(0, attempt - 1)))
+    return delay * random.uniform(0.75, 1.25) if jitter else delay
+
+
+class Heartbeat:
+    """One daemon thread per process that keeps running steps' leases alive."""
+
+    def __init__(self, durable: Durable) -> None:
+        self.durable = durable
+        self._active: dict[tuple[str, int], float] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def add(self, run_id: str, seq: int) -> None:
+        with self._lock:
+            self._active[(run_id, seq)] = time.monotonic()
+            import os
+
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._beat, name="durable-heartbeat",
+                                                daemon=True)
+                self._thread.start()
+
+    def remove(self, run_id: str, seq: int) -> None:
+        with self._lock:
+            self._active.pop((run_id, seq), None)
+
+    def _beat(self) -> None:
+        lease = self.durable.settings.step_lease
+        while True:
+            time.sleep(max(0.05, lease / 3))
+            with self._lock:
+                # Steps that began less than a third of a lease ago are still covered.
+                due = [key for key, began in self._active.items()
+                       if time.monotonic() - began >= lease / 3]
+            if not due:
+                continue
+            try:
+                self.durable.store.heartbeat(due, time.time() + lease)
+            except Exception:  # noqa: BLE001 - a missed beat is retried next period
+                logger.warning("step heartbeat failed", exc_info=True)
+
+
+_thread_loops = threading.local()
+
+
+def run_coroutine(coro: Any) -> Any:
+    """Run an ``async def`` step's coroutine on this thread's own event loop."""
+    loop = getattr(_thread_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _thread_loops.loop = loop
+    return loop.run_until_complete(coro)
+
+
+class StepRunner:
+    """Executes one step function for a Celery task request."""
+
+    def __init__(self, durable: Durable) -> None:
+        self.durable = durable
+        self.heartbeat = Heartbeat(durable)
+
+    def execute(self, task: Any, name: str, fn: Callable[..., Any], max_retries: int,
+                args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        marker = getattr(task.request, "durable", None)
+        if not marker:
+            result = fn(*args, **kwargs)
+            return run_coroutine(result) if inspect.iscoroutine(result) else result
+        run_id, seq = str(marker[0]), int(marker[1])
+        durable = self.durable
+        store = durable.store
+        lease = durable.settings.step_lease
+        claim = store.begin_step(run_id, seq, time.time() + lease)
+        if not claim.run:
+            logger.info("run %s step #%d %s: not running it (%s)", run_id, seq, name,
+                        claim.status)
+            return None
+        meta = StepMetadata(run_id, f"{run_id}:{seq}", name, seq, claim.attempt)
+        logger.debug("run %s step #%d %s: attempt %d", run_id, seq, name, claim.attempt)
+        reset = _current_step.set(meta)
+        self.heartbeat.add(run_id, seq)
+        try:
+            event = self._attempt(task, meta, fn, max_retries, args, kwargs)
+        finally:
+            self.heartbeat.remove(run_id, seq)
+            _current_step.reset(reset)
+        if event is None:
+            return None  # a retry was scheduled
+        token = new_token()
+        recorded = store.record(run_id, seq, event, token)
+        if not recorded.recorded:
+            logger.info("run %s step #%d %s: outcome already recorded; this one is dropped",
+                        run_id, seq, name)
+        elif recorded.leased:
+            durable.orchestrator.drive(run_id, token)
+        return None
+
+    def _attempt(self, task: Any, meta: StepMetadata, fn: Callable[..., Any], max_retries: int,
+                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
+        errors = self.durable.errors
+        try:
+            value = fn(*args, **kwargs)
+            if inspect.iscoroutine(value):
+                value = run_coroutine(value)
+        except FatalError as exc:
+            logger.info("run %s step #%d %s: fatal error %r", meta.run_id, meta.seq, meta.name,
+                        exc)
+            return {"type": h.STEP_FAILED, "seq": meta.seq, "at": time.time(),
+                    "attempt": meta.attempt, "error": errors.encode(exc)}
+        except Exception as exc:  # noqa: BLE001 - any step error is retried or recorded
+            if meta.attempt <= max_retries:
+                delay = exc.delay_seconds() if isinstance(exc, RetryableError) else None
+                if delay is None:
+                    delay = backoff_delay(meta.attempt,
+                                          base=float(getattr(task, "retry_backoff", 0) or 1.0),
+                                          maximum=float(getattr(task, "retry_backoff_max", 600)),
+                                          jitter=bool(getattr(task, "retry_jitter", True)))
+                self._schedule_retry(task, meta, exc, delay, args, kwargs)
+                return None
+            logger.info("run %s step #%d %s: failed after %d attempts: %r", meta.run_id,
+                        meta.seq, meta.name, meta.attempt, exc)
+            return {"type": h.STEP_FAILED, "seq": meta.seq, "at": time.time(),
+                    "attempt": meta.attempt, "error": errors.encode(exc)}
+        try:
+            value = codec.check_value(f"the result of step {meta.name!r}", value)
+        except TypeError as exc:
+            return {"type": h.STEP_FAILED, "seq": meta.seq, "at": time.time(),
+                    "attempt": meta.attempt, "error": errors.encode(exc)}
+        return {"type": h.STEP_COMPLETED, "seq": meta.seq, "at": time.time(), "result": value}
+
+    def _schedule_retry(self, task: Any, meta: StepMetadata, exc: BaseException, delay: float,
+                        args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        now = time.time()
+        event = {"type": h.STEP_RETRYING, "seq": meta.seq, "at": now, "attempt": meta.attempt,
+                 "retry_at": now + delay, "error": self.durable.errors.encode(exc)}
+        lease = self.durable.settings.step_lease
+        if self.durable.store.record_retry(meta.run_id, meta.seq, event, now + delay + lease):
+            logger.info("run %s step #%d %s: attempt %d failed (%r); retrying in %.1fs",
+                        meta.run_id, meta.seq, meta.name, meta.attempt, exc, delay)
+            self.durable.send_step(meta.run_id, meta.seq, meta.name, list(args), kwargs,
+                                   countdown=delay)

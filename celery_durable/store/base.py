@@ -1,0 +1,107 @@
+"""The history store's interface: what the orchestrator and adapters need.
+
+It knows events as dicts and nothing of asyncio. One implementation lives in
+:mod:`.redis`; another store only has to keep these promises.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class StepClaim:
+    """What a worker learns when it begins a step: run it or not, and which attempt."""
+
+    run: bool
+    attempt: int = 0
+    status: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Recorded:
+    """Result of recording an outcome: was it new, and did this worker get the lease."""
+
+    recorded: bool
+    leased: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+    """The history tail a lease holder reads, with the run's status."""
+
+    status: str
+    events: list[dict[str, Any]]
+
+
+class HistoryStore(abc.ABC):
+    """Per-run append-only histories with a lease, and the global indexes."""
+
+    @abc.abstractmethod
+    def create_run(self, run_id: str, workflow: str, started: dict[str, Any],
+                   watch_at: float) -> bool:
+        """Write ``run_started``; False (and nothing written) if the run exists."""
+
+    @abc.abstractmethod
+    def load(self, run_id: str, token: str, start: int) -> Loaded | None:
+        """Take or keep the lease and read events from ``start``; None if another holds it."""
+
+    @abc.abstractmethod
+    def commit(self, run_id: str, token: str, events: list[dict[str, Any]],
+               queued: list[int], final: dict[str, Any] | None, watch_at: float | None) -> bool:
+        """Append events, mark steps queued; release the lease unless new events wait.
+
+        Returns True when the lease was released (or the run ended), False when
+        the caller still holds it because events arrived it has not seen.
+        Raises :class:`~celery_durable.errors.LeaseLost` if the lease is gone.
+        """
+
+    @abc.abstractmethod
+    def begin_step(self, run_id: str, seq: int, deadline: float) -> StepClaim:
+        """Mark a step running until ``deadline``; count the attempt."""
+
+    @abc.abstractmethod
+    def heartbeat(self, steps: list[tuple[str, int]], deadline: float) -> None:
+        """Extend the deadline of running steps."""
+
+    @abc.abstractmethod
+    def record(self, run_id: str, seq: int, event: dict[str, Any], token: str) -> Recorded:
+        """Append an outcome once; try to take the lease for ``token``."""
+
+    @abc.abstractmethod
+    def record_retry(self, run_id: str, seq: int, event: dict[str, Any], deadline: float) -> bool:
+        """Append ``step_retrying`` and expect the next attempt before ``deadline``."""
+
+    @abc.abstractmethod
+    def request_cancel(self, run_id: str, event: dict[str, Any]) -> bool:
+        """Append ``cancel_requested`` once; False if the run has ended."""
+
+    @abc.abstractmethod
+    def state(self, run_id: str) -> dict[str, str] | None:
+        """The run's state hash, or None if there is no such run."""
+
+    @abc.abstractmethod
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        """The whole history."""
+
+    @abc.abstractmethod
+    def wait_ended(self, run_id: str, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds until the run ends; True if it has."""
+
+    @abc.abstractmethod
+    def lost_steps(self, run_id: str, now: float) -> list[int]:
+        """Seqs of running steps whose deadline passed (their worker stopped answering)."""
+
+    @abc.abstractmethod
+    def has_inflight(self, run_id: str) -> bool:
+        """True while any step of the run is queued, running or waiting to retry."""
+
+    @abc.abstractmethod
+    def claim_due_runs(self, now: float, next_check: float, limit: int) -> list[str]:
+        """Runs whose watch time passed; each is pushed to ``next_check`` (claimed)."""
+
+    @abc.abstractmethod
+    def unwatch(self, run_id: str) -> None:
+        """Stop watching a run that has no work in flight."""

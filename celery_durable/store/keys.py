@@ -1,0 +1,69 @@
+"""The Redis key schema, in one place.
+
+Every key of one run carries the hash tag ``{<run id>}`` so that all of them
+live in one Redis Cluster slot and each Lua script touches one slot only:
+
+==========================================  ======  ============================================
+key                                         type    holds
+==========================================  ======  ============================================
+``<prefix>:{<run>}:history``                list    the events, JSON, append-only
+``<prefix>:{<run>}:state``                  hash    status, workflow, created/ended times,
+                                                    ``dirty`` (events the lease holder has not
+                                                    seen), ``cancel``, ``outcome`` (final event)
+``<prefix>:{<run>}:lease``                  string  token of the worker replaying the run (PX)
+``<prefix>:{<run>}:steps``                  hash    ``done:<seq>`` (outcome recorded once),
+                                                    ``attempt:<seq>``, ``inflight:<seq>``
+                                                    (``q:<ms>`` queued, or the running step's
+                                                    lease deadline in ms)
+``<prefix>:{<run>}:done``                   list    one item once the run has ended (waiters
+                                                    block on it)
+``<prefix>:watch``                          zset    run id → when to check it for lost work (ms)
+``<prefix>:runs``                           zset    run id → creation time (ms): the run list
+==========================================  ======  ============================================
+
+The two global sorted sets are updated by separate, idempotent commands.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
+
+
+def check_run_id(run_id: str) -> str:
+    """Return ``run_id`` if it is usable in keys and URLs, else raise ``ValueError``."""
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id):
+        raise ValueError(
+            f"run id {run_id!r} is not usable: use 1-200 characters from A-Z a-z 0-9 . _ : @ -, "
+            "starting with a letter or digit (for example 'order-42')")
+    return run_id
+
+
+@dataclasses.dataclass(frozen=True)
+class RunKeys:
+    """The keys of one run, in the order the Lua scripts take them."""
+
+    history: str
+    state: str
+    lease: str
+    steps: str
+    done: str
+
+    def all(self) -> list[str]:
+        return [self.history, self.state, self.lease, self.steps, self.done]
+
+
+class KeySchema:
+    """Builds key names from ``durable_key_prefix``."""
+
+    def __init__(self, prefix: str = "durable") -> None:
+        self.prefix = prefix
+        self.watch = f"{prefix}:watch"
+        self.runs = f"{prefix}:runs"
+
+    def run(self, run_id: str) -> RunKeys:
+        base = f"{self.prefix}:{{{run_id}}}"
+        return RunKeys(history=f"{base}:history", state=f"{base}:state", lease=f"{base}:lease",
+                       steps=f"{base}:steps", done=f"{base}:done")

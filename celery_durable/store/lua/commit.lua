@@ -1,0 +1,30 @@
+-- Append a replay's new commands; end the run or release the lease.
+-- KEYS[1] history  KEYS[2] state  KEYS[3] lease  KEYS[4] steps  KEYS[5] done
+-- ARGV[1] lease token  ARGV[2] now (ms)  ARGV[3] final status or ''
+-- ARGV[4] final event (JSON) or ''  ARGV[5] retention (s)  ARGV[6] n = number of events
+-- ARGV[7 .. 6+n] events (JSON)  ARGV[7+n ..] seqs of steps now queued
+-- Returns -1 if the lease is not ours, 1 if released or ended, 0 if events the
+-- caller has not seen arrived meanwhile (the caller keeps the lease and reads them).
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
+local n = tonumber(ARGV[6])
+for i = 7, 6 + n do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+for i = 7 + n, #ARGV do
+  redis.call('HSET', KEYS[4], 'inflight:' .. ARGV[i], 'q:' .. ARGV[2])
+end
+if ARGV[3] ~= '' then
+  redis.call('RPUSH', KEYS[1], ARGV[4])
+  redis.call('HSET', KEYS[2], 'status', ARGV[3], 'ended_at', ARGV[2], 'outcome', ARGV[4])
+  redis.call('HDEL', KEYS[2], 'dirty')
+  redis.call('DEL', KEYS[3])
+  redis.call('RPUSH', KEYS[5], ARGV[3])
+  local ttl = tonumber(ARGV[5])
+  for i = 1, 5 do
+    if i ~= 3 then redis.call('EXPIRE', KEYS[i], ttl) end
+  end
+  return 1
+end
+if redis.call('HEXISTS', KEYS[2], 'dirty') == 1 then
+  return 0
+end
+redis.call('DEL', KEYS[3])
+return 1

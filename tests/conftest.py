@@ -1,0 +1,29 @@
+"""Shared fixtures: one Redis for the session (found or started), never flushed
+unless we started it; every test run uses its own key prefix and queue names."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.redis_server import RedisHandle, find_or_start_redis
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisHandle]:
+    handle = find_or_start_redis()
+    yield handle
+    if handle.owned:
+        handle.close()
+
+
+@pytest.fixture(scope="session")
+def session_tag() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"celery_durable tests; REDIS_URL={os.environ.get('REDIS_URL', '(auto)')}"

@@ -1,0 +1,270 @@
+"""The Celery app the end-to-end tests run in real ``celery worker`` subprocesses.
+
+Configuration comes from the environment, so the test process and its workers
+share one Redis, one key prefix and one queue that nothing else uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from celery import Celery
+
+from celery_durable import (
+    Durable,
+    FatalError,
+    RetryableError,
+    all_settled,
+    as_completed,
+    get_step_metadata,
+    get_workflow_metadata,
+    now,
+    race,
+    random,
+    uuid4,
+    wait,
+)
+
+REDIS_URL = os.environ.get("DURABLE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+QUEUE = os.environ.get("DURABLE_TEST_QUEUE", "durable-tests")
+PREFIX = os.environ.get("DURABLE_TEST_PREFIX", "durable-test")
+SCRATCH = Path(os.environ.get("DURABLE_TEST_SCRATCH", "/tmp/durable-test-scratch"))
+
+app = Celery("proj", broker=REDIS_URL)
+app.conf.update(
+    task_default_queue=QUEUE,
+    durable_key_prefix=PREFIX,
+    durable_step_lease=float(os.environ.get("DURABLE_TEST_LEASE", "30")),
+    durable_sweep_interval=0.5,
+    broker_connection_retry_on_startup=True,
+    worker_prefetch_multiplier=1,
+    worker_hijack_root_logger=False,
+)
+durable = Durable(app)
+
+
+class CardDeclined(Exception):
+    """A user exception type the workflow sees again, rebuilt."""
+
+
+# -- steps ---------------------------------------------------------------------
+@durable.step
+def validate_data(data: dict) -> str:
+    return f"valid:{data['name']}"
+
+
+@durable.step
+def process_data(text: str) -> str:
+    return text.upper()
+
+
+@durable.step
+async def store_data(text: str) -> str:
+    await asyncio.sleep(0)
+    return f"stored:{text}"
+
+
+@durable.step
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@durable.step
+def noop(i: int) -> int:
+    return i
+
+
+@durable.step
+def slow_echo(value: str, seconds: float) -> str:
+    time.sleep(seconds)
+    return value
+
+
+@durable.step(max_retries=0)
+def boom(message: str) -> None:
+    raise CardDeclined(message)
+
+
+@durable.step(max_retries=2, retry_backoff=0.05)
+def flaky(key: str, fail_times: int) -> dict:
+    """Fails ``fail_times`` times (counted in a scratch file), then succeeds."""
+    meta = get_step_metadata()
+    counter = SCRATCH / f"flaky-{key}"
+    counter.parent.mkdir(parents=True, exist_ok=True)
+    seen = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(seen + 1))
+    if seen < fail_times:
+        raise ConnectionError(f"attempt {meta.attempt} failed")
+    return {"attempt": meta.attempt, "step_id": meta.step_id, "run_id": meta.run_id}
+
+
+@durable.step(max_retries=5)
+def fatal_step() -> None:
+    raise FatalError("no point retrying")
+
+
+@durable.step(max_retries=1)
+def retry_after_step(key: str) -> float:
+    counter = SCRATCH / f"retry-after-{key}"
+    counter.parent.mkdir(parents=True, exist_ok=True)
+    if not counter.exists():
+        counter.write_text(str(time.time()))
+        raise RetryableError("later", retry_after=0.5)
+    return time.time() - float(counter.read_text())
+
+
+@durable.step
+def wait_for_file(name: str) -> str:
+    """Blocks until a scratch file exists (the test controls when a step ends)."""
+    path = SCRATCH / name
+    marker = SCRATCH / f"{name}.started"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    with marker.open("a") as f:
+        f.write(f"{os.getpid()}\n")
+    deadline = time.time() + 120
+    while not path.exists() and time.time() < deadline:
+        time.sleep(0.02)
+    return path.read_text()
+
+
+@durable.step(queue=f"{QUEUE}-other")
+def routed() -> str:
+    return "routed"
+
+
+# -- workflows -----------------------------------------------------------------
+@durable.workflow
+async def data_pipeline(data: dict) -> str:
+    validated = await validate_data(data)
+    processed = await process_data(validated)
+    return await store_data(processed)
+
+
+@durable.workflow
+async def fan_out(n: int) -> int:
+    results = await asyncio.gather(*(noop(i) for i in range(n)))
+    return sum(results)
+
+
+@durable.workflow
+async def sequential(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += await noop(i)
+    return total
+
+
+@durable.workflow
+async def gather_fail_fast() -> str:
+    try:
+        await asyncio.gather(add(1, 2), boom("declined"))
+    except CardDeclined as exc:
+        return f"caught {type(exc).__name__}: {exc}"
+    return "no error"
+
+
+@durable.workflow
+async def settled() -> list:
+    by_gather = await asyncio.gather(add(1, 1), boom("x"), return_exceptions=True)
+    by_all = await all_settled(add(2, 2), boom("y"))
+    return [
+        [r if not isinstance(r, Exception) else type(r).__name__ for r in by_gather],
+        [[s.ok, s.value, type(s.error).__name__ if s.error else None] for s in by_all],
+    ]
+
+
+@durable.workflow
+async def racing(slow_file: str) -> dict:
+    winner = await race(wait_for_file(slow_file), add(20, 22))
+    return {"winner": winner}
+
+
+@durable.workflow
+async def tasks_and_waits() -> dict:
+    background = asyncio.create_task(add(1, 1))
+    future = asyncio.ensure_future(add(2, 2))
+    done, pending = await wait([add(3, 3), add(4, 4)])
+    ordered = [await nxt for nxt in as_completed([add(5, 5), add(6, 6)])]
+    asyncio_done, _ = await asyncio.wait([asyncio.ensure_future(add(7, 7))])
+    async with asyncio.TaskGroup() as group:
+        t1 = group.create_task(add(8, 8))
+        t2 = group.create_task(add(9, 9))
+    return {
+        "background": await background, "future": await future,
+        "wait": sorted(f.result() for f in done), "pending": len(pending),
+        "as_completed": sorted(ordered), "asyncio_wait": [f.result() for f in asyncio_done],
+        "taskgroup": [t1.result(), t2.result()],
+    }
+
+
+@durable.workflow
+async def retries(key: str) -> dict:
+    return await flaky(key, 2)
+
+
+@durable.workflow
+async def retries_exhausted(key: str) -> dict:
+    return await flaky(key, 10)
+
+
+@durable.workflow
+async def fatal() -> str:
+    await fatal_step()
+    return "unreachable"
+
+
+@durable.workflow
+async def retry_after(key: str) -> float:
+    return await retry_after_step(key)
+
+
+@durable.workflow
+async def deterministic() -> dict:
+    meta = get_workflow_metadata()
+    first = (now().isoformat(), random(), str(uuid4()))
+    await add(0, 0)
+    second = (now().isoformat(), random(), str(uuid4()))
+    return {"run_id": meta.run_id, "name": meta.workflow_name,
+            "started_at": meta.started_at.isoformat(), "first": first, "second": second}
+
+
+@durable.workflow
+async def cancellable(name: str) -> str:
+    try:
+        await wait_for_file(name)
+    except asyncio.CancelledError:
+        await add(1, 1)  # cleanup still runs durably
+        raise
+    return "finished"
+
+
+@durable.workflow
+async def changing(name: str) -> int:
+    """Its code is made to change between replays by a scratch file (non-determinism)."""
+    first = await wait_for_file(name)
+    variant = (SCRATCH / f"{name}.variant").read_text() if (
+        SCRATCH / f"{name}.variant").exists() else "a"
+    if variant == "a":
+        return await add(1, len(first))
+    return await noop(99)
+
+
+@durable.workflow
+async def uses_routed() -> str:
+    return await routed()
+
+
+@durable.workflow
+async def bad_argument() -> str:
+    await add(object(), 1)  # refused at the call site
+    return "unreachable"
+
+
+@durable.workflow
+async def kill_me(name: str) -> str:
+    first = await add(1, 2)
+    second = await wait_for_file(name)
+    return f"{first}:{second}"
