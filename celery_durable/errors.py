@@ -90,12 +90,16 @@ class NonDeterminismError(DurableError):
     replays the same way (or start a new run) and the run can be inspected.
     """
 
-    def __init__(self, message: str, *, position: int | None = None,
+    def __init__(self, message: str, position: int | None = None,
                  expected: Any = None, actual: Any = None) -> None:
-        super().__init__(message)
+        # All four in ``args`` so the error survives being recorded and rebuilt.
+        super().__init__(message, position, expected, actual)
         self.position = position
         self.expected = expected
         self.actual = actual
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class WorkflowBlockedError(DurableError):

@@ -1,0 +1,240 @@
+"""Benchmark: durable workflows against Celery canvas on the same single worker.
+
+Starts one real ``celery worker`` subprocess (prefork, concurrency 2) on a Redis
+found like the tests find it, then times, ``--repeat`` times each:
+
+* a Celery ``chain`` of ``--steps`` ``noop_task`` vs durable ``sequential(--steps)``;
+* a Celery ``group`` of ``--fanout`` ``noop_task`` vs durable ``fan_out(--fanout)``.
+
+Prints a table and writes it as JSON to ``bench/results-latest.json``. Only the
+keys this run wrote are deleted afterwards (never a flush of a shared Redis).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+
+from tests.support.redis_server import RedisHandle, find_or_start_redis  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results-latest.json"
+READY_DEADLINE_S = 60.0
+STOP_DEADLINE_S = 15.0
+
+
+class Worker:
+    """The one ``celery worker`` subprocess the benchmark runs against."""
+
+    def __init__(self, env: dict[str, str], queue: str, tag: str, log: Path) -> None:
+        self.log = log
+        cmd = [sys.executable, "-m", "celery", "-A", "bench.proj", "worker",
+               "--concurrency=2", "--pool=prefork", "-Q", queue,
+               "--without-gossip", "--without-mingle", "--without-heartbeat",
+               "--loglevel=WARNING", "-n", f"{tag}@%h"]
+        self._log_file = log.open("ab")
+        self.process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log_file,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def wait_ready(self, probe: Callable[[float], bool], deadline_s: float) -> float:
+        """Poll until ``probe`` (a round trip through the worker) succeeds."""
+        start = time.monotonic()
+        while True:
+            if not self.alive():
+                raise RuntimeError(f"worker exited early (code {self.process.returncode}):\n"
+                                   f"{self.tail()}")
+            if probe(0.5):
+                return time.monotonic() - start
+            if time.monotonic() - start > deadline_s:
+                raise RuntimeError(f"worker not ready after {deadline_s:.0f}s:\n{self.tail()}")
+
+    def tail(self, n: int = 40) -> str:
+        lines = self.log.read_text(errors="replace").splitlines()
+        return "\n".join(lines[-n:])
+
+    def problems(self, n: int = 30) -> list[str]:
+        lines = self.log.read_text(errors="replace").splitlines()
+        return [ln for ln in lines if any(w in ln for w in ("ERROR", "CRITICAL", "Traceback",
+                                                            "WARNING", "Error"))][-n:]
+
+    def stop(self) -> None:
+        """SIGTERM the worker's process group, SIGKILL it after a deadline."""
+        if self.alive():
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(STOP_DEADLINE_S)
+            except subprocess.TimeoutExpired:
+                print(f"worker did not stop in {STOP_DEADLINE_S:.0f}s; SIGKILL", file=sys.stderr)
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self._log_file.close()
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def cleanup(client: redis.Redis, tag: str) -> int:
+    """Delete only the keys this run wrote; returns how many."""
+    deleted = 0
+    for pattern in (f"{tag}*", f"_kombu.binding.{tag}*"):
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        for i in range(0, len(keys), 500):
+            deleted += int(client.delete(*keys[i:i + 500]))
+    # The worker's remote-control queue is a member of the shared pidbox binding set.
+    pidbox = "_kombu.binding.celery.pidbox"
+    ours = [m for m in client.smembers(pidbox) if tag.encode() in m]
+    if ours:
+        client.srem(pidbox, *ours)
+    return deleted
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="repetitions per scenario")
+    parser.add_argument("--steps", type=int, default=100, help="length of chain / sequential")
+    parser.add_argument("--fanout", type=int, default=500, help="size of group / fan_out")
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="seconds one measured run may take before it counts as failed")
+    args = parser.parse_args(argv)
+
+    handle: RedisHandle = find_or_start_redis()
+    tag = f"bench-{os.getpid()}-{secrets.token_hex(4)}"
+    env = dict(os.environ, BENCH_REDIS_URL=handle.url, BENCH_TAG=tag, PYTHONPATH=str(ROOT))
+    os.environ.update(BENCH_REDIS_URL=handle.url, BENCH_TAG=tag)
+    from celery import chain, group
+
+    from bench import proj  # reads BENCH_* now
+
+    log = Path(tempfile.mkdtemp(prefix="durable-bench-")) / "worker.log"
+    print(f"redis {handle.url} ({'private' if handle.owned else 'shared'}), tag {tag}, "
+          f"worker log {log}")
+    client = redis.Redis.from_url(handle.url)
+    worker = Worker(env, tag, tag, log)
+    rows: list[dict[str, Any]] = []
+    failed = False
+    try:
+        def probe(timeout: float) -> bool:
+            try:
+                return proj.noop_task.delay(1).get(timeout=timeout) == 1
+            except Exception:
+                return False
+
+        ready_s = worker.wait_ready(probe, READY_DEADLINE_S)
+        print(f"worker ready after {ready_s:.1f}s")
+
+        t = args.timeout
+        n, m = args.steps, args.fanout
+        scenarios: list[tuple[str, str, int, Callable[[int], Any], Any]] = [
+            ("canvas chain", "sequential", n,
+             lambda k: chain(proj.noop_task.si(i) for i in range(k))().get(timeout=t),
+             lambda k: k - 1),
+            ("durable sequential", "sequential", n,
+             lambda k: proj.sequential.start(k).result(timeout=t),
+             lambda k: sum(range(k))),
+            ("canvas group", "fan-out", m,
+             lambda k: group(proj.noop_task.si(i) for i in range(k))().get(timeout=t),
+             lambda k: list(range(k))),
+            ("durable fan_out", "fan-out", m,
+             lambda k: proj.fan_out.start(k).result(timeout=t),
+             lambda k: sum(range(k))),
+        ]
+
+        for name, _, _, fn, expect in scenarios:  # warm-up: one small run of each kind
+            secs, value = timed(lambda: fn(10))
+            assert value == expect(10), f"warm-up {name}: {value!r}"
+            print(f"warm-up {name}(10): {secs:.3f}s")
+
+        for name, kind, size, fn, expect in scenarios:
+            times: list[float] = []
+            error = None
+            for _ in range(args.repeat):
+                try:
+                    secs, value = timed(lambda: fn(size))
+                except Exception as exc:  # a timeout or a failed run: report, go on
+                    error = f"{type(exc).__name__}: {exc}"
+                    failed = True
+                    break
+                if value != expect(size):
+                    error = f"wrong result {str(value)[:80]!r}"
+                    failed = True
+                    break
+                times.append(secs)
+            row: dict[str, Any] = {"scenario": name, "kind": kind, "size": size,
+                                   "times_s": times, "error": error}
+            if times:
+                row["median_s"] = statistics.median(times)
+                row["min_s"] = min(times)
+                row["per_step_ms"] = row["median_s"] / size * 1000
+            rows.append(row)
+            print(f"  {name}({size}): " + (", ".join(f"{x:.3f}s" for x in times) or "-")
+                  + (f"  [{error}]" if error else ""), flush=True)
+    finally:
+        worker.stop()
+        deleted = cleanup(client, tag)
+        client.close()
+        if handle.owned:
+            handle.close()
+
+    ratios: dict[str, float | None] = {}
+    for kind in ("sequential", "fan-out"):
+        pair = [r for r in rows if r["kind"] == kind]
+        canvas = next((r for r in pair if r["scenario"].startswith("canvas")), None)
+        dur = next((r for r in pair if r["scenario"].startswith("durable")), None)
+        ok = canvas and dur and "median_s" in canvas and "median_s" in dur
+        ratios[kind] = dur["median_s"] / canvas["median_s"] if ok else None  # type: ignore[index]
+
+    print()
+    print(f"{'scenario':<22}{'size':>6}{'median s':>11}{'min s':>10}{'per-step ms':>13}")
+    for r in rows:
+        if "median_s" in r:
+            print(f"{r['scenario']:<22}{r['size']:>6}{r['median_s']:>11.3f}{r['min_s']:>10.3f}"
+                  f"{r['per_step_ms']:>13.2f}")
+        else:
+            print(f"{r['scenario']:<22}{r['size']:>6}  FAILED: {r['error']}")
+    for kind, ratio in ratios.items():
+        text = f"{ratio:.2f}x" if ratio is not None else "n/a"
+        print(f"ratio durable/canvas ({kind}): {text}")
+
+    problems = worker.problems()
+    if problems:
+        print(f"\nworker log ({log}) problem lines:")
+        print("\n".join(problems))
+    print(f"\ndeleted {deleted} keys under {tag}")
+
+    RESULTS.write_text(json.dumps({
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": platform.python_version(),
+        "redis": "private" if handle.owned else handle.url,
+        "worker": {"pool": "prefork", "concurrency": 2},
+        "repeat": args.repeat, "steps": args.steps, "fanout": args.fanout,
+        "rows": rows, "ratios_durable_over_canvas": ratios,
+    }, indent=2) + "\n")
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

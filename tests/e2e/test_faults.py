@@ -1,0 +1,60 @@
+"""Workers SIGKILLed mid-run: the run completes, each outcome recorded once."""
+
+from __future__ import annotations
+
+import collections
+import time
+import uuid
+
+import pytest
+
+from .conftest import wait_for
+
+pytestmark = pytest.mark.e2e
+
+SHORT_LEASE = {"DURABLE_TEST_LEASE": "2"}
+
+
+def test_worker_killed_mid_step_run_completes_on_a_new_worker(proj, start_worker, scratch):
+    name = f"kill-{uuid.uuid4().hex}"
+    first = start_worker(extra_env=SHORT_LEASE)
+    run = proj.kill_me.start(name)
+    started = scratch / f"{name}.started"
+    wait_for(started.exists, timeout=30, what="the step to start on the first worker")
+    first.kill()
+    killed_at = time.monotonic()
+    (scratch / name).write_text("survived")
+    second = start_worker(extra_env=SHORT_LEASE)
+    try:
+        assert run.result(timeout=60) == "3:survived"
+    except TimeoutError:
+        print(second.tail())
+        raise
+    # Picked up within a few leases, not Celery's one-hour visibility timeout.
+    assert time.monotonic() - killed_at < 30
+    events = run.events()
+    completed = collections.Counter(e["seq"] for e in events if e["type"] == "step_completed")
+    assert completed == {1: 1, 2: 1}
+    attempts = [e["attempt"] for e in events if e["type"] == "step_started" and e["seq"] == 2]
+    assert attempts == [1, 2]
+    assert len(started.read_text().split()) == 2  # the step body ran on both workers
+
+
+def test_duplicate_step_message_changes_nothing(proj, shared_worker, scratch):
+    name = f"dup-{uuid.uuid4().hex}"
+    run = proj.kill_me.start(name)
+    wait_for((scratch / f"{name}.started").exists, what="the step to start")
+    (scratch / name).write_text("once")
+    assert run.result(timeout=30) == "3:once"
+    before = run.events()
+    # Re-deliver both step messages and a stray orchestrate, as a broker might.
+    for event in before:
+        if event["type"] == "step_scheduled":
+            proj.durable.send_step(run.id, event["seq"], event["name"], event["args"],
+                                   event["kwargs"])
+    proj.durable.wake(run.id)
+    proj.durable.wake(run.id, recover=True)
+    wait_for(lambda: shared_worker.log.read_text().count(f"run {run.id} step #2") >= 1,
+             what="the duplicate to be seen by the worker")
+    after = run.events()
+    assert after == before
