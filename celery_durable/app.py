@@ -62,7 +62,7 @@ class Step(Generic[R]):
         self.name = name
         self.max_retries = max_retries
         self.task = task
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
         return f"<durable step {self.name} max_retries={self.max_retries}>"
@@ -90,7 +90,7 @@ class Workflow(Generic[R]):
         self.durable = durable
         self.fn = fn
         self.name = name
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
         return f"<durable workflow {self.name}>"
@@ -126,7 +126,7 @@ class Durable:
             raise RuntimeError(f"{app!r} already has a Durable; create one Durable per Celery "
                                "app and import it where steps and workflows are defined")
         self.app = app
-        app._celery_durable = self  # type: ignore[attr-defined]
+        app._celery_durable = self
         self.workflows: dict[str, Workflow[Any]] = {}
         self.steps: dict[str, Step[Any]] = {}
         self._lock = threading.Lock()
@@ -337,7 +337,7 @@ class Durable:
         return due
 
 
-class _WorkflowFunctions(dict):  # type: ignore[type-arg]
+class _WorkflowFunctions(dict):
     """A live view name → workflow function over the registry."""
 
     def __init__(self, workflows: dict[str, Workflow[Any]]) -> None:

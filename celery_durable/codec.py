@@ -35,7 +35,9 @@ def loads(text: str | bytes) -> Any:
 
 def _type_path(value: Any) -> str:
     kind = type(value)
-    return kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    if kind.__module__ == "builtins":
+        return kind.__name__
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _first_unencodable(value: Any) -> Any:
@@ -63,7 +65,8 @@ def normalize_call(what: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ([1, [2, 3]], {})
     """
     try:
-        return tuple(loads(dumps([list(args), kwargs])))  # type: ignore[return-value]
+        plain_args, plain_kwargs = loads(dumps([list(args), kwargs]))
+        return plain_args, plain_kwargs
     except (TypeError, ValueError):
         pass
     places = [(f"argument {i}", a) for i, a in enumerate(args)]

@@ -109,11 +109,11 @@ class Orchestrator:
             for command in commands:
                 self.dispatch(run_id, command)
             for seq in lost:
-                command = replayer.command(seq)
-                if command is not None:
+                lost_command = replayer.command(seq)
+                if lost_command is not None:
                     logger.warning("run %s: step #%d lost its worker; dispatching it again",
                                    run_id, seq)
-                    self.dispatch(run_id, command)
+                    self.dispatch(run_id, lost_command)
             recover, lost = False, []
             if final is not None:
                 replayer.discard()

@@ -24,7 +24,8 @@ class InstanceCache:
         self.misses = 0
 
     def __repr__(self) -> str:
-        return f"<InstanceCache {len(self._items)}/{self.size} hits={self.hits} misses={self.misses}>"
+        return (f"<InstanceCache {len(self._items)}/{self.size} "
+                f"hits={self.hits} misses={self.misses}>")
 
     def __len__(self) -> int:
         return len(self._items)

@@ -114,10 +114,10 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
             deadline = self._block_deadline
             while ready:
                 handle = ready.popleft()
-                if handle._cancelled:  # type: ignore[attr-defined]
+                if handle._cancelled:
                     continue
                 started = time.monotonic()
-                handle._run()  # type: ignore[attr-defined]
+                handle._run()
                 if time.monotonic() - started > deadline:
                     raise WorkflowBlockedError(
                         f"workflow code held the event loop for more than {deadline:.1f}s in one "

@@ -93,7 +93,8 @@ async def wait(aws: Iterable[Awaitable[Any]], *, timeout: float | None = None,
                            asyncio.ALL_COMPLETED):
         raise ValueError(f"invalid return_when value: {return_when!r}")
     loop = asyncio.get_running_loop()
-    futures = list(dict.fromkeys(asyncio.ensure_future(aw) for aw in aws))
+    futures: list[asyncio.Future[Any]] = list(
+        dict.fromkeys(asyncio.ensure_future(aw) for aw in aws))
     if not futures:
         raise ValueError("wait() needs at least one awaitable")
     done: list[asyncio.Future[Any]] = [f for f in futures if f.done()]
@@ -119,7 +120,7 @@ async def wait(aws: Iterable[Awaitable[Any]], *, timeout: float | None = None,
                 future.add_done_callback(on_done)
         timer = None
         if timeout is not None:
-            timer = loop.call_later(timeout, lambda: ready.done() or ready.set_result(None))
+            timer = loop.call_later(timeout, _settle, ready)
         try:
             await ready
         finally:
@@ -130,6 +131,11 @@ async def wait(aws: Iterable[Awaitable[Any]], *, timeout: float | None = None,
     finished = list(done)
     pending = [f for f in futures if f not in finished]
     return finished, pending
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def as_completed(aws: Iterable[Awaitable[T]], *, timeout: float | None = None
@@ -155,7 +161,7 @@ def as_completed(aws: Iterable[Awaitable[T]], *, timeout: float | None = None
         future = await finished.get()
         if future is None:
             raise asyncio.TimeoutError()
-        return future.result()  # type: ignore[no-any-return]
+        return future.result()
 
     for _ in futures:
         yield next_result()

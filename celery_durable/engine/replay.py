@@ -127,7 +127,8 @@ class Replayer:
         self.info = WorkflowInfo(self.run_id, str(event.get("workflow")), float(event["at"]))
         self.random.seed(event.get("seed", self.run_id))
         self._recorded_python = event.get("python")
-        self.loop = WorkflowEventLoop(float(event["at"]), self._on_timer, self._block_deadline)
+        self.loop = WorkflowEventLoop(  # type: ignore[abstract]  # I/O methods left out on purpose
+            float(event["at"]), self._on_timer, self._block_deadline)
         self.loop.replayer = self  # type: ignore[attr-defined]
         coro = self.workflow(*event.get("args", []), **event.get("kwargs", {}))
         self._main = self.loop.create_task(coro, name=f"workflow:{self.run_id}")

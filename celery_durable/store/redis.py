@@ -20,7 +20,7 @@ from .base import HistoryStore, Loaded, Recorded, StepClaim
 from .keys import KeySchema
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _lua(name: str) -> str:
     return importlib.resources.files(__package__).joinpath("lua", f"{name}.lua").read_text()
 
