@@ -78,9 +78,9 @@ class Worker:
                                                             "WARNING", "Error"))][-n:]
 
     def stop(self) -> None:
-        """SIGTERM the worker's process group, SIGKILL it after a deadline."""
+        """SIGTERM the worker (warm shutdown), SIGKILL its process group after a deadline."""
         if self.alive():
-            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(STOP_DEADLINE_S)
             except subprocess.TimeoutExpired:

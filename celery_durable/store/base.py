@@ -68,7 +68,7 @@ class HistoryStore(abc.ABC):
 
     @abc.abstractmethod
     def record(self, run_id: str, seq: int, event: dict[str, Any], token: str) -> Recorded:
-        """Append an outcome once; try to take the lease for ``token``."""
+        """Append an outcome once; try to take the lease for ``token`` (unless empty)."""
 
     @abc.abstractmethod
     def record_retry(self, run_id: str, seq: int, event: dict[str, Any], deadline: float) -> bool:

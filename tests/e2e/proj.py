@@ -268,3 +268,26 @@ async def kill_me(name: str) -> str:
     first = await add(1, 2)
     second = await wait_for_file(name)
     return f"{first}:{second}"
+
+
+@durable.workflow
+async def sleeper(seconds: float) -> dict:
+    from celery_durable import sleep
+
+    before = now()
+    await sleep(seconds)
+    await asyncio.sleep(0.2)
+    try:
+        await asyncio.wait_for(slow_echo("late", 1.5), timeout=0.3)
+        timed_out = False
+    except asyncio.TimeoutError:
+        timed_out = True
+    return {"slept": (now() - before).total_seconds(), "timed_out": timed_out}
+
+
+@durable.workflow
+async def long_sleeper() -> str:
+    from celery_durable import sleep
+
+    await sleep("1 day")
+    return "awake"

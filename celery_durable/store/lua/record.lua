@@ -1,6 +1,7 @@
 -- Record a command's outcome once, and try to take the run's lease.
 -- KEYS[1] history  KEYS[2] state  KEYS[3] steps  KEYS[4] lease
--- ARGV[1] seq  ARGV[2] outcome event (JSON)  ARGV[3] lease token  ARGV[4] lease length (ms)
+-- ARGV[1] seq  ARGV[2] outcome event (JSON)  ARGV[3] lease token ('' to not take it)
+-- ARGV[4] lease length (ms)
 -- Returns {recorded, leased}: {0, 0} when the run ended or an outcome is already
 -- recorded (the first one wins); the dirty flag tells a lease holder to read on.
 if redis.call('HGET', KEYS[2], 'status') ~= 'running' then return {0, 0} end
@@ -8,5 +9,7 @@ if redis.call('HSETNX', KEYS[3], 'done:' .. ARGV[1], 1) == 0 then return {0, 0} 
 redis.call('RPUSH', KEYS[1], ARGV[2])
 redis.call('HDEL', KEYS[3], 'inflight:' .. ARGV[1])
 redis.call('HSET', KEYS[2], 'dirty', 1)
-if redis.call('SET', KEYS[4], ARGV[3], 'NX', 'PX', ARGV[4]) then return {1, 1} end
+if ARGV[3] ~= '' and redis.call('SET', KEYS[4], ARGV[3], 'NX', 'PX', ARGV[4]) then
+  return {1, 1}
+end
 return {1, 0}

@@ -1,0 +1,32 @@
+"""Durable time inside workflows (the full timer index comes with the sleep issue)."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def test_sleep_asyncio_sleep_and_wait_for_are_durable_time(proj, shared_worker):
+    run = proj.sleeper.start(0.5)
+    value = run.result(timeout=30)
+    assert value["timed_out"] is True
+    assert value["slept"] >= 0.5 + 0.2 + 0.3
+    events = run.events()
+    timers = [e for e in events if e["type"] == "timer_scheduled"]
+    fired = [e for e in events if e["type"] == "timer_fired"]
+    assert len(timers) == 3 and len(fired) == 3
+    for timer, fire in zip(timers, fired):
+        assert fire["at"] >= timer["due"]  # never early
+
+
+def test_wake_up_fires_pending_sleeps(proj, shared_worker):
+    run = proj.long_sleeper.start()
+    wait_for(lambda: any(e["type"] == "timer_scheduled" for e in run.events()),
+             what="the sleep to be scheduled")
+    assert run.status == "running"
+    assert run.wake_up() == 1
+    assert run.result(timeout=30) == "awake"
+    assert run.wake_up() == 0
