@@ -39,8 +39,8 @@ ORCHESTRATE_TASK = "celery_durable.orchestrate"
 FIRE_TIMER_TASK = "celery_durable.fire_timer"
 _STEP_ID_NAMESPACE = uuid.UUID("6f1c1c56-3f0e-4a43-9d0c-6f8a0c5e2d11")
 
-#: Options that belong to celery_durable, not to the Celery task.
-_OUR_STEP_OPTIONS = ("max_retries",)
+_ENDED = frozenset({"completed", "failed", "cancelled", "missing"})
+
 
 
 def step_task_id(run_id: str, seq: int) -> str:
@@ -311,8 +311,9 @@ class Durable:
         def orchestrate(run_id: str, recover: bool = False) -> str:
             """Continue a durable run (celery_durable's orchestrator)."""
             outcome = durable.orchestrator.drive(run_id, recover=recover)
-            if recover and outcome in ("waiting",) and not durable.store.has_inflight(run_id):
-                durable.store.unwatch(run_id)
+            if recover and (outcome in _ENDED or (
+                    outcome == "waiting" and not durable.store.has_inflight(run_id))):
+                durable.store.unwatch(run_id)  # nothing can be lost: stop checking it
             return outcome
 
         @self.app.task(name=FIRE_TIMER_TASK, acks_late=True, ignore_result=True, shared=False)

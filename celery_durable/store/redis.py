@@ -120,8 +120,12 @@ class RedisStore(HistoryStore):
 
     def record(self, run_id: str, seq: int, event: dict[str, Any], token: str) -> Recorded:
         k = self.keys.run(run_id)
-        recorded, leased = self._run("record", [k.history, k.state, k.steps, k.lease],
-                                     [seq, codec.dumps(event), token, _ms(self.lease)])
+        pipe = self.client.pipeline(transaction=False)
+        self._run("record", [k.history, k.state, k.steps, k.lease],
+                  [seq, codec.dumps(event), token, _ms(self.lease)], pipe)
+        # Whoever takes the lease now may die mid-replay: make sure the sweeper looks.
+        pipe.zadd(self.keys.watch, {run_id: _ms(time.time() + self.lease)})
+        (recorded, leased), _ = pipe.execute()
         return Recorded(bool(recorded), bool(leased))
 
     def record_retry(self, run_id: str, seq: int, event: dict[str, Any], deadline: float) -> bool:

@@ -98,7 +98,7 @@ def e2e_env(redis_server: Any, session_tag: str) -> Iterator[dict[str, str]]:
             os.environ[key] = value
     client = redis.Redis.from_url(redis_server.url)
     # Remove only what this session wrote (never flush a shared Redis).
-    for pattern in (f"durable-{session_tag}*", f"_kombu.binding.durable-{session_tag}*"):
+    for pattern in (f"durable-{session_tag}*", f"_kombu.binding*.durable-{session_tag}*"):
         keys = list(client.scan_iter(match=pattern, count=1000))
         for i in range(0, len(keys), 500):
             client.delete(*keys[i:i + 500])

@@ -39,6 +39,7 @@ app.conf.update(
     durable_key_prefix=PREFIX,
     durable_step_lease=float(os.environ.get("DURABLE_TEST_LEASE", "30")),
     durable_sweep_interval=0.5,
+    durable_replay_block_deadline=float(os.environ.get("DURABLE_TEST_BLOCK_DEADLINE", "2")),
     broker_connection_retry_on_startup=True,
     worker_prefetch_multiplier=1,
     worker_hijack_root_logger=False,
@@ -291,3 +292,14 @@ async def long_sleeper() -> str:
 
     await sleep("1 day")
     return "awake"
+
+
+@durable.workflow
+async def slow_replay(name: str) -> int:
+    """The first replay after its step completes hangs (so a test can kill it there)."""
+    first = await add(1, 1)
+    marker = SCRATCH / f"{name}.replaying"
+    if not marker.exists():
+        marker.write_text(str(os.getpid()))
+        time.sleep(60)  # killed here
+    return first + await add(2, 2)

@@ -40,6 +40,27 @@ def test_worker_killed_mid_step_run_completes_on_a_new_worker(proj, start_worker
     assert len(started.read_text().split()) == 2  # the step body ran on both workers
 
 
+def test_worker_killed_mid_replay_run_completes_on_a_new_worker(proj, start_worker, scratch):
+    name = f"replay-kill-{uuid.uuid4().hex}"
+    env = dict(SHORT_LEASE, DURABLE_TEST_BLOCK_DEADLINE="120")
+    first = start_worker(extra_env=env)
+    run = proj.slow_replay.start(name)
+    wait_for((scratch / f"{name}.replaying").exists, timeout=30,
+             what="the replay to reach the hanging point")
+    first.kill()
+    killed_at = time.monotonic()
+    second = start_worker(extra_env=env)
+    try:
+        assert run.result(timeout=60) == 6
+    except TimeoutError:
+        print(second.tail())
+        raise
+    assert time.monotonic() - killed_at < 30
+    completed = collections.Counter(
+        e["seq"] for e in run.events() if e["type"] == "step_completed")
+    assert completed == {1: 1, 2: 1}
+
+
 def test_duplicate_step_message_changes_nothing(proj, shared_worker, scratch):
     name = f"dup-{uuid.uuid4().hex}"
     run = proj.kill_me.start(name)
