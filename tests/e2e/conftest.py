@@ -112,8 +112,47 @@ def proj(e2e_env: dict[str, str]) -> Any:
     return module
 
 
+class SharedWorker:
+    """The one worker most tests share; stopped while a test runs its own workers,
+    so that every message of such a test reaches the workers it controls."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.worker: Worker | None = None
+
+    def ensure(self) -> Worker:
+        if self.worker is None or self.worker.process.poll() is not None:
+            queue = self.env["DURABLE_TEST_QUEUE"]
+            self.worker = Worker(self.env, self.log, f"{queue},{queue}-other", 2, "prefork")
+            self.worker.wait_ready()
+        return self.worker
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+
+
+@pytest.fixture(scope="session")
+def _shared(e2e_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[SharedWorker]:
+    shared = SharedWorker(e2e_env, tmp_path_factory.mktemp("shared") / "worker.log")
+    yield shared
+    shared.stop()
+
+
 @pytest.fixture
-def start_worker(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+def shared_worker(_shared: SharedWorker) -> Worker:
+    """A running worker shared with other tests (prefork, concurrency 2)."""
+    return _shared.ensure()
+
+
+@pytest.fixture
+def start_worker(e2e_env: dict[str, str], tmp_path: Path, _shared: SharedWorker
+                 ) -> Iterator[Callable[..., Worker]]:
+    """Start workers of this test's own; the shared worker is stopped meanwhile."""
+    _shared.stop()
     workers: list[Worker] = []
 
     def start(concurrency: int = 2, pool: str = "prefork", extra_env: dict[str, str] | None = None,
@@ -129,18 +168,6 @@ def start_worker(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[.
     yield start
     for worker in workers:
         worker.stop()
-
-
-@pytest.fixture(scope="session")
-def shared_worker(e2e_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-                  ) -> Iterator[Worker]:
-    """One worker for the many tests that need nothing special."""
-    queue = e2e_env["DURABLE_TEST_QUEUE"]
-    worker = Worker(e2e_env, tmp_path_factory.mktemp("shared") / "worker.log",
-                    f"{queue},{queue}-other", 2, "prefork")
-    worker.wait_ready()
-    yield worker
-    worker.stop()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from celery_durable.engine.history import Command
+from celery_durable.engine.primitives import call_step
 from celery_durable.engine.replay import Outcome, Replayer
 from celery_durable.errors import StepFailed
 
@@ -231,3 +232,8 @@ class Sim:
         if self._live is not None:
             self._live.discard()
             self._live = None
+
+
+def step(name: str, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+    """What calling a ``@durable.step`` inside a workflow gives: a coroutine scheduling it."""
+    return call_step(name, list(args), dict(kwargs))
