@@ -9,7 +9,13 @@ it is committed, and is matched against that event on every later replay.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
+
+
+def canonical(value: Any) -> str:
+    """A stable text form of a JSON-normalised value, for comparing commands."""
+    return json.dumps(value, sort_keys=True, default=repr)
 
 # Written once per run.
 RUN_STARTED = "run_started"
@@ -57,10 +63,15 @@ class Command:
         return {}
 
     def matches(self, event: dict[str, Any]) -> bool:
-        """True when ``event`` records this very command."""
+        """True when ``event`` records this very command.
+
+        Values are compared as canonical JSON, so ``1``, ``1.0`` and ``True`` differ
+        as they do in the history.
+        """
         if event.get("type") != self.event_type:
             return False
-        return all(event.get(key) == value for key, value in self._fields().items())
+        return all(canonical(event.get(key)) == canonical(value)
+                   for key, value in self._fields().items())
 
     def describe(self) -> str:
         return f"{self.event_type} #{self.seq}"

@@ -13,10 +13,11 @@ import dataclasses
 import datetime as dt
 import re
 import uuid
-from collections.abc import Awaitable, Iterable, Iterator
+from collections.abc import Awaitable, Coroutine, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 from .context import require_replayer
+from .history import StepCommand
 
 T = TypeVar("T")
 
@@ -263,9 +264,16 @@ def get_workflow_metadata() -> WorkflowMetadata:
 
 
 
-async def call_step(name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    """Schedule step ``name`` (arguments already JSON-normalised) and await its outcome."""
-    from .history import StepCommand
+def call_step(name: str, args: list[Any], kwargs: dict[str, Any]) -> Coroutine[Any, Any, Any]:
+    """A coroutine that schedules step ``name`` when it first runs and awaits its outcome.
 
+    The step's ``seq`` is taken now, at the call site (see ``Replayer.reserve_seq``).
+    Arguments must already be JSON-normalised.
+    """
     replayer = require_replayer(f"step {name!r}")
-    return await replayer.schedule(StepCommand(name=name, args=args, kwargs=kwargs))
+    seq = replayer.reserve_seq()
+    return _scheduled_step(replayer, seq, StepCommand(name=name, args=args, kwargs=kwargs))
+
+
+async def _scheduled_step(replayer: Any, seq: int, command: StepCommand) -> Any:
+    return await replayer.schedule(command, seq)

@@ -130,10 +130,15 @@ class Replayer:
         self.loop = WorkflowEventLoop(  # type: ignore[abstract]  # I/O methods left out on purpose
             float(event["at"]), self._on_timer, self._block_deadline)
         self.loop.replayer = self  # type: ignore[attr-defined]
-        coro = self.workflow(*event.get("args", []), **event.get("kwargs", {}))
-        self._main = self.loop.create_task(coro, name=f"workflow:{self.run_id}")
+        self._main = self.loop.create_task(
+            self._run_workflow(event.get("args", []), event.get("kwargs", {})),
+            name=f"workflow:{self.run_id}")
         self._main.add_done_callback(self._finished)
         self.loop.run_until_idle()
+
+    async def _run_workflow(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        # Called inside the task, so a signature mismatch fails the run like any error.
+        return await self.workflow(*args, **kwargs)
 
     def _match_recorded(self, event: dict[str, Any]) -> None:
         seq = int(event["seq"])
@@ -184,11 +189,25 @@ class Replayer:
             self.outcome = Outcome("completed", value=task.result())
 
     # -- what workflow code calls (through the primitives) ------------------------
-    def schedule(self, command: h.Command) -> asyncio.Future[Any]:
+    def reserve_seq(self) -> int:
+        """Number a command now, at the call site, to be emitted later.
+
+        Steps take their number when called, not when their coroutine first runs,
+        so coroutines wrapped into tasks in an unstable order (``asyncio.as_completed``
+        builds its tasks from a set) still get the same numbers on every replay.
+        """
+        seq = self._next_seq
+        self._next_seq += 1
+        return seq
+
+    def schedule(self, command: h.Command, seq: int | None = None) -> asyncio.Future[Any]:
         """Emit ``command``; the returned future settles when its outcome is delivered."""
         assert self.loop is not None
         future = self.loop.create_future()
-        self._emit(command)
+        if self._discarded:
+            future.cancel()  # an instance being discarded waits for nothing
+            return future
+        self._emit(command, seq)
         if self._divergence is None:
             self._waiting[command.seq] = future
         return future
@@ -199,12 +218,13 @@ class Replayer:
         if self._divergence is None:
             self._waiting[command.seq] = handle
 
-    def _emit(self, command: h.Command) -> None:
+    def _emit(self, command: h.Command, seq: int | None = None) -> None:
         if self._discarded or self._divergence is not None:
             command.seq = -1
             return
-        command.seq = self._next_seq
-        self._next_seq += 1
+        if seq is None:
+            seq = self.reserve_seq()
+        command.seq = seq
         self._emitted[command.seq] = command
         recorded = self._recorded.pop(command.seq, None)
         if recorded is None:
@@ -257,10 +277,12 @@ class Replayer:
         self._discarded = True
         loop = self.loop
         tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for task in tasks:
-            task.cancel()
         try:
             for _ in range(10):
+                # Cancel again each round: cleanup code may await after a cancel.
+                for task in tasks:
+                    if not task.done():
+                        task.cancel()
                 loop.run_until_idle()
                 if all(t.done() for t in tasks):
                     break

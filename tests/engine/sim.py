@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import builtins
 import json
+import sys
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
+
+import pytest
 
 from celery_durable.engine.history import Command
 from celery_durable.engine.primitives import call_step
@@ -28,6 +31,9 @@ from celery_durable.errors import StepFailed
 
 MODES = ("fresh", "cached")
 START = 1_700_000_000.0
+
+#: ``asyncio.TaskGroup`` and ``asyncio.timeout`` exist from Python 3.11 on.
+needs_py311 = pytest.mark.skipif(sys.version_info < (3, 11), reason="needs Python 3.11+")
 
 WorkflowFn = Callable[..., Coroutine[Any, Any, Any]]
 
