@@ -157,7 +157,9 @@ class Durable:
                     s = self.settings
                     client = connect(s.redis_url, s.redis_options, s.redis_cluster)
                     self._store = RedisStore(client, prefix=s.key_prefix, lease=s.step_lease,
-                                             retention=s.run_retention)
+                                             retention=s.run_retention,
+                                             timer_horizon=s.timer_horizon,
+                                             queue_timeout=s.queue_timeout)
         return self._store
 
     @property
@@ -174,7 +176,7 @@ class Durable:
                 store=self.store, workflows=_WorkflowFunctions(self.workflows),
                 dispatch=self.dispatch, errors=self.errors,
                 cache=InstanceCache(s.cache_size), lease=s.step_lease,
-                block_deadline=s.replay_block_deadline)
+                block_deadline=s.replay_block_deadline, timer_horizon=s.timer_horizon)
         return self._orchestrator
 
     # -- decorators ---------------------------------------------------------------
@@ -259,6 +261,10 @@ class Durable:
             raise TypeError(f"{workflow!r} is not a workflow of this Durable; decorate it "
                             "with @durable.workflow")
         run_id = check_run_id(run_id) if run_id is not None else uuid.uuid4().hex
+        try:
+            inspect.signature(workflow.fn).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"workflow {workflow.name!r}: {exc}") from None
         plain_args, plain_kwargs = codec.normalize_call(f"workflow {workflow.name!r}",
                                                         tuple(args), kwargs)
         event = started_event(workflow.name, plain_args, plain_kwargs)
@@ -286,10 +292,13 @@ class Durable:
         if isinstance(command, h.StepCommand):
             self.send_step(run_id, command.seq, command.name, command.args, command.kwargs)
         elif isinstance(command, h.TimerCommand):
-            self.app.send_task(
-                FIRE_TIMER_TASK, args=(run_id, command.seq),
-                eta=dt.datetime.fromtimestamp(command.due, dt.timezone.utc),
-                task_id=step_task_id(run_id, command.seq))
+            self.send_timer(run_id, command.seq, command.due)
+
+    def send_timer(self, run_id: str, seq: int, due: float) -> None:
+        """Send the ETA message that fires timer ``seq`` of ``run_id`` at ``due``."""
+        self.app.send_task(FIRE_TIMER_TASK, args=(run_id, seq, due),
+                           eta=dt.datetime.fromtimestamp(due, dt.timezone.utc),
+                           task_id=step_task_id(run_id, seq))
 
     def send_step(self, run_id: str, seq: int, name: str, args: list[Any],
                   kwargs: dict[str, Any], countdown: float | None = None) -> None:
@@ -311,31 +320,41 @@ class Durable:
         def orchestrate(run_id: str, recover: bool = False) -> str:
             """Continue a durable run (celery_durable's orchestrator)."""
             outcome = durable.orchestrator.drive(run_id, recover=recover)
-            if recover and (outcome in _ENDED or (
-                    outcome == "waiting" and not durable.store.has_inflight(run_id))):
-                durable.store.unwatch(run_id)  # nothing can be lost: stop checking it
+            if recover and outcome in _ENDED | {"waiting"}:
+                durable.store.unwatch_if_idle(run_id)  # nothing can be lost: stop checking
             return outcome
 
         @self.app.task(name=FIRE_TIMER_TASK, acks_late=True, ignore_result=True, shared=False)
-        def fire_timer(run_id: str, seq: int) -> None:
-            """Fire a durable timer (at most once) and continue the run."""
+        def fire_timer(run_id: str, seq: int, due: float = 0.0) -> None:
+            """Fire a durable timer (never early, at most once) and continue the run."""
+            if time.time() < due:  # a clock behind the sender's, or an early ETA
+                durable.send_timer(run_id, int(seq), due)
+                return
             event = {"type": h.TIMER_FIRED, "seq": int(seq), "at": time.time()}
             token = new_token()
             recorded = durable.store.record(run_id, int(seq), event, token)
-            if recorded.leased:
-                durable.orchestrator.drive(run_id, token)
+            if recorded.leased and durable.orchestrator.drive(run_id, token) \
+                    == "unknown-workflow":
+                durable.wake(run_id)  # this worker lacks the workflow: hand it on
 
         self.orchestrate_task = orchestrate
         self.fire_timer_task = fire_timer
 
     def sweep_once(self, limit: int = 100) -> list[str]:
-        """Re-drive runs whose watch time passed (lost steps, crashed replays)."""
+        """One pass of the sweeper: hand timers coming due to ETA messages, and
+        re-drive runs whose watch time passed (lost steps, crashed replays).
+
+        Workers run it every ``durable_sweep_interval``; several at once is safe.
+        Returns the ids of the runs it woke.
+        """
         now = time.time()
-        due = self.store.claim_due_runs(now, now + self.settings.step_lease, limit)
-        for run_id in due:
+        for run_id, seq, due in self.store.arm_due_timers(now):
+            self.send_timer(run_id, seq, due)
+        due_runs = self.store.claim_due_runs(now, now + self.settings.step_lease, limit)
+        for run_id in due_runs:
             logger.info("run %s: checking for lost work", run_id)
             self.wake(run_id, recover=True)
-        return due
+        return due_runs
 
 
 class _WorkflowFunctions(dict):

@@ -9,6 +9,9 @@ otherwise.
 
 from __future__ import annotations
 
+import importlib
+import re
+import sys
 import traceback
 from typing import Any
 
@@ -18,6 +21,8 @@ from kombu.utils.json import dumps as _dumps
 from kombu.utils.json import loads as _loads
 
 from .errors import StepFailed, WorkflowFailed
+
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 #: Traceback text kept with a recorded error (for people reading the history).
 TRACEBACK_LIMIT = 4000
@@ -120,6 +125,13 @@ class ErrorCodec:
         module = str(error.get("exc_module", ""))
         message = str(error.get("message", ""))
         full_type = f"{module}.{type_name}" if module and module != "builtins" else type_name
+        if module and module not in sys.modules and _MODULE_NAME.match(module):
+            # Import it rather than depend on what this process happened to import
+            # before: a replay must rebuild the same type in every worker.
+            try:
+                importlib.import_module(module)
+            except Exception:  # noqa: BLE001 - not importable here: StepFailed below
+                pass
         try:
             exc = self._backend.exception_to_python(
                 {k: error[k] for k in ("exc_type", "exc_module", "exc_message") if k in error})

@@ -22,7 +22,7 @@ from .engine import history as h
 from .engine.cache import InstanceCache
 from .engine.replay import Outcome, Replayer
 from .errors import LeaseLost, NonDeterminismError, WorkflowBlockedError
-from .store.base import HistoryStore
+from .store.base import Commit, HistoryStore
 
 logger = logging.getLogger("celery_durable.orchestrator")
 
@@ -56,6 +56,7 @@ class Orchestrator:
     cache: InstanceCache
     lease: float = 30.0
     block_deadline: float = 2.0
+    timer_horizon: float = 300.0
 
     def drive(self, run_id: str, token: str | None = None, recover: bool = False) -> str:
         """Advance ``run_id`` as far as its history allows; return what happened.
@@ -63,10 +64,9 @@ class Orchestrator:
         With ``token`` the caller already holds the lease (it took it when it
         recorded an outcome). ``recover`` also re-dispatches steps whose worker
         stopped answering. Returns ``"busy"`` (someone else holds the lease),
-        ``"waiting"``, or the run's final status.
+        ``"waiting"``, ``"lease-lost"``, ``"unknown-workflow"`` or the run's final status.
         """
         token = token or new_token()
-        lost: list[int] = []
         while True:
             replayer = self.cache.take(run_id)
             loaded = self.store.load(run_id, token, replayer.position if replayer else 0)
@@ -74,6 +74,9 @@ class Orchestrator:
                 if replayer is not None:
                     self.cache.put(replayer)
                 return "busy"
+            if replayer is not None and replayer.epoch != loaded.created_at:
+                replayer.discard()  # an older run that had the same id
+                continue
             if loaded.status != "running":
                 if replayer is not None:
                     replayer.discard()
@@ -81,48 +84,64 @@ class Orchestrator:
             if replayer is None:
                 replayer = self._new_replayer(run_id, loaded.events)
                 if replayer is None:
-                    self.store.commit(run_id, token, [], [], None, None)
+                    self.store.release(run_id, token)
                     return "unknown-workflow"
-            now = time.time()
-            final: dict[str, Any] | None = None
-            try:
-                replayer.feed(loaded.events)
-                commands = replayer.take_new_commands()
-            except (NonDeterminismError, WorkflowBlockedError) as exc:
-                logger.error("run %s: %s", run_id, exc)
-                commands = []
-                final = {"type": h.RUN_FAILED, "at": now, "error": self.errors.encode(exc)}
-            if final is None and replayer.outcome is not None:
-                final = self._final_event(run_id, replayer, replayer.outcome, now)
-            events = [command.to_event(now) for command in commands]
-            if recover and not lost:
-                lost = self.store.lost_steps(run_id, now)
-            queued = [c.seq for c in commands if isinstance(c, h.StepCommand)] + lost
-            watch_at = now + self.lease if queued or lost else None
-            try:
-                released = self.store.commit(run_id, token, events, queued, final, watch_at)
-            except LeaseLost:
-                logger.warning("run %s: lease lost during replay; another worker continues",
-                               run_id)
-                replayer.discard()
-                return "lease-lost"
-            for command in commands:
-                self.dispatch(run_id, command)
-            for seq in lost:
-                lost_command = replayer.command(seq)
-                if lost_command is not None:
-                    logger.warning("run %s: step #%d lost its worker; dispatching it again",
-                                   run_id, seq)
-                    self.dispatch(run_id, lost_command)
-            recover, lost = False, []
-            if final is not None:
-                replayer.discard()
-                logger.info("run %s %s", run_id, final["type"].removeprefix("run_"))
-                return str(final["type"]).removeprefix("run_")
-            if released:
-                self.cache.put(replayer)
-                return "waiting"
-            self.cache.put(replayer)  # outcomes arrived meanwhile: read them and go on
+                replayer.epoch = loaded.created_at
+            outcome = self._advance(run_id, token, replayer, loaded.events, recover)
+            recover = False
+            if outcome != "again":
+                return outcome
+
+    def _advance(self, run_id: str, token: str, replayer: Replayer,
+                 events: list[dict[str, Any]], recover: bool) -> str:
+        """Feed, commit, dispatch once; "again" when unseen outcomes arrived meanwhile."""
+        renew = _LeaseRenewer(self.store, run_id, token, self.lease)
+        final: dict[str, Any] | None = None
+        commands: list[h.Command] = []
+        try:
+            replayer.feed(events, tick=renew)
+            commands = replayer.take_new_commands()
+        except LeaseLost:
+            replayer.discard()
+            return "lease-lost"
+        except Exception as exc:  # noqa: BLE001 - divergence, blocking code, engine faults
+            log = logger.error if isinstance(exc, (NonDeterminismError, WorkflowBlockedError)) \
+                else logger.exception
+            log("run %s: replay failed, the run fails: %s", run_id, exc)
+            final = {"type": h.RUN_FAILED, "at": time.time(), "error": self.errors.encode(exc)}
+        now = time.time()
+        if final is None and replayer.outcome is not None:
+            final = self._final_event(run_id, replayer, replayer.outcome, now)
+        lost = self.store.lost_steps(run_id, now) if recover and final is None else []
+        queued = [c.seq for c in commands if isinstance(c, h.StepCommand)] + lost
+        commit = Commit(
+            events=[command.to_event(now) for command in commands], queued=queued, final=final,
+            watch_at=now + self.lease if queued else None,
+            timers=[(c.seq, c.due) for c in commands if isinstance(c, h.TimerCommand)],
+            drop_timers=replayer.pending_timers() if final is not None else [])
+        try:
+            released = self.store.commit(run_id, token, commit)
+        except LeaseLost as exc:
+            logger.warning("%s", exc)
+            replayer.discard()
+            return "lease-lost"
+        for command in commands:
+            if isinstance(command, h.TimerCommand) and command.due > now + self.timer_horizon:
+                continue  # the sweeper hands it to a message when it comes due
+            self.dispatch(run_id, command)
+        for seq in lost:
+            lost_command = replayer.command(seq)
+            if lost_command is not None:
+                logger.warning("run %s: step #%d lost its worker or message; sending it again",
+                               run_id, seq)
+                self.dispatch(run_id, lost_command)
+        if final is not None:
+            replayer.discard()
+            status = str(final["type"]).removeprefix("run_")
+            logger.info("run %s %s", run_id, status)
+            return status
+        self.cache.put(replayer)
+        return "waiting" if released else "again"
 
     def _new_replayer(self, run_id: str, events: list[dict[str, Any]]) -> Replayer | None:
         started = events[0] if events else {}
@@ -150,3 +169,21 @@ class Orchestrator:
         assert outcome.error is not None
         logger.info("run %s: workflow raised %r", run_id, outcome.error)
         return {"type": h.RUN_FAILED, "at": now, "error": self.errors.encode(outcome.error)}
+
+
+class _LeaseRenewer:
+    """Called by the replayer as it goes: keeps the lease through a long replay."""
+
+    def __init__(self, store: HistoryStore, run_id: str, token: str, lease: float) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.token = token
+        self.every = lease / 3
+        self.last = time.monotonic()
+
+    def __call__(self) -> None:
+        if time.monotonic() - self.last < self.every:
+            return
+        if not self.store.renew(self.run_id, self.token):
+            raise LeaseLost(f"run {self.run_id!r}: lease lost during a long replay")
+        self.last = time.monotonic()

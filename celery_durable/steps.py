@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from celery.exceptions import WorkerLostError
+
 from . import codec
 from .engine import history as h
 from .errors import FatalError, RetryableError
@@ -147,6 +149,15 @@ class StepRunner:
                         claim.status)
             return None
         meta = StepMetadata(run_id, f"{run_id}:{seq}", name, seq, claim.attempt)
+        if claim.attempt > max_retries + 1:
+            # Earlier attempts began and never finished: their worker died (OOM kill,
+            # segfault, hard time limit). Count those as failures, or it would go on.
+            lost = WorkerLostError(f"step {name!r} began {claim.attempt - 1} times and its "
+                                   "worker was lost each time (killed, out of memory, or "
+                                   "over its hard time limit)")
+            self._finish(meta, {"type": h.STEP_FAILED, "seq": seq, "at": time.time(),
+                                "attempt": claim.attempt, "error": durable.errors.encode(lost)})
+            return None
         logger.debug("run %s step #%d %s: attempt %d", run_id, seq, name, claim.attempt)
         reset = _current_step.set(meta)
         self.heartbeat.add(run_id, seq)
@@ -155,16 +166,21 @@ class StepRunner:
         finally:
             self.heartbeat.remove(run_id, seq)
             _current_step.reset(reset)
-        if event is None:
-            return None  # a retry was scheduled
+        if event is not None:  # None: a retry was scheduled
+            self._finish(meta, event)
+        return None
+
+    def _finish(self, meta: StepMetadata, event: dict[str, Any]) -> None:
+        """Record the outcome once and, if the run's lease is free, continue the run here."""
+        durable = self.durable
         token = new_token()
-        recorded = store.record(run_id, seq, event, token)
+        recorded = durable.store.record(meta.run_id, meta.seq, event, token)
         if not recorded.recorded:
             logger.info("run %s step #%d %s: outcome already recorded; this one is dropped",
-                        run_id, seq, name)
-        elif recorded.leased:
-            durable.orchestrator.drive(run_id, token)
-        return None
+                        meta.run_id, meta.seq, meta.name)
+        elif recorded.leased and durable.orchestrator.drive(meta.run_id, token) \
+                == "unknown-workflow":
+            durable.wake(meta.run_id)  # this worker lacks the workflow: hand it on
 
     def _attempt(self, task: Any, meta: StepMetadata, fn: Callable[..., Any], max_retries: int,
                  args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:

@@ -86,6 +86,8 @@ class Replayer:
         self._recorded_python: str | None = None
         self._main: asyncio.Task[Any] | None = None
         self._discarded = False
+        #: Set by the orchestrator: which run (by creation time) this instance replays.
+        self.epoch = ""
 
     def __repr__(self) -> str:
         state = self.outcome.status if self.outcome else "running"
@@ -93,21 +95,26 @@ class Replayer:
                 f"next_seq={self._next_seq} {state}>")
 
     # -- feeding history ------------------------------------------------------
-    def feed(self, events: Iterable[dict[str, Any]]) -> None:
+    def feed(self, events: Iterable[dict[str, Any]],
+             tick: Callable[[], None] | None = None) -> None:
         """Apply history events in order (the whole history, or the next tail).
 
-        Raises :class:`NonDeterminismError` when the workflow's commands and the
-        history disagree; the instance must then be discarded.
+        ``tick`` is called every few hundred events (the orchestrator renews its
+        lease there). Raises :class:`NonDeterminismError` when the workflow's
+        commands and the history disagree; the instance must then be discarded.
         """
         for event in events:
             self._apply(event)
             self.position += 1
             if self._divergence is not None:
                 raise self._divergence
+            if tick is not None and self.position % 256 == 0:
+                tick()
         if self._recorded and self._divergence is None and self._main is not None:
             seq = min(self._recorded)
+            state = "ended" if self._main.done() else "is waiting"
             self._diverge(seq, h.describe_event(self._recorded[seq]),
-                          "nothing (the workflow is waiting and emitted no more commands)")
+                          f"nothing (the workflow {state} without emitting it)")
         if self._divergence is not None:
             raise self._divergence
 
@@ -175,7 +182,12 @@ class Replayer:
                 else:
                     command = self._emitted[seq]
                     name = getattr(command, "name", "?")
-                    waiter.set_exception(self.error_decoder(event.get("error") or {}, name))
+                    error = self.error_decoder(event.get("error") or {}, name)
+                    if isinstance(error, StopIteration):  # futures refuse StopIteration
+                        wrapped = RuntimeError(f"step {name!r} raised StopIteration")
+                        wrapped.__cause__ = error
+                        error = wrapped
+                    waiter.set_exception(error)
         self.loop.run_until_idle()
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
@@ -256,6 +268,11 @@ class Replayer:
     def command(self, seq: int) -> h.Command | None:
         """The command this instance emitted at ``seq``, if any."""
         return self._emitted.get(seq)
+
+    def pending_timers(self) -> list[int]:
+        """Seqs of timers not fired yet (dropped from the index when the run ends)."""
+        return sorted(seq for seq, w in self._waiting.items()
+                      if isinstance(w, asyncio.TimerHandle))
 
     @property
     def waiting_on(self) -> list[int]:

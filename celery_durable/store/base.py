@@ -30,10 +30,31 @@ class Recorded:
 
 @dataclasses.dataclass(frozen=True)
 class Loaded:
-    """The history tail a lease holder reads, with the run's status."""
+    """The history tail a lease holder reads, with the run's status.
+
+    ``created_at`` tells this run from an older one that had the same id.
+    """
 
     status: str
     events: list[dict[str, Any]]
+    created_at: str = ""
+
+
+@dataclasses.dataclass
+class Commit:
+    """What one replay writes: new events, and the index updates they imply."""
+
+    events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: Seqs of steps whose message is about to be sent.
+    queued: list[int] = dataclasses.field(default_factory=list)
+    #: The run's last event, if it ended.
+    final: dict[str, Any] | None = None
+    #: When the sweeper should check the run if nothing happens (None: leave as is).
+    watch_at: float | None = None
+    #: New timers: (seq, due time).
+    timers: list[tuple[int, float]] = dataclasses.field(default_factory=list)
+    #: Timers that will never be needed (the run ended).
+    drop_timers: list[int] = dataclasses.field(default_factory=list)
 
 
 class HistoryStore(abc.ABC):
@@ -49,14 +70,21 @@ class HistoryStore(abc.ABC):
         """Take or keep the lease and read events from ``start``; None if another holds it."""
 
     @abc.abstractmethod
-    def commit(self, run_id: str, token: str, events: list[dict[str, Any]],
-               queued: list[int], final: dict[str, Any] | None, watch_at: float | None) -> bool:
-        """Append events, mark steps queued; release the lease unless new events wait.
+    def commit(self, run_id: str, token: str, commit: Commit) -> bool:
+        """Append a replay's events; release the lease unless new events wait.
 
         Returns True when the lease was released (or the run ended), False when
         the caller still holds it because events arrived it has not seen.
         Raises :class:`~celery_durable.errors.LeaseLost` if the lease is gone.
         """
+
+    @abc.abstractmethod
+    def release(self, run_id: str, token: str) -> None:
+        """Give the lease back without committing anything."""
+
+    @abc.abstractmethod
+    def renew(self, run_id: str, token: str) -> bool:
+        """Extend a held lease (during a long replay); False if it was lost."""
 
     @abc.abstractmethod
     def begin_step(self, run_id: str, seq: int, deadline: float) -> StepClaim:
@@ -103,5 +131,9 @@ class HistoryStore(abc.ABC):
         """Runs whose watch time passed; each is pushed to ``next_check`` (claimed)."""
 
     @abc.abstractmethod
-    def unwatch(self, run_id: str) -> None:
-        """Stop watching a run that has no work in flight."""
+    def unwatch_if_idle(self, run_id: str) -> bool:
+        """Stop watching a run that only waits on the outside world (True if stopped)."""
+
+    @abc.abstractmethod
+    def arm_due_timers(self, now: float, limit: int = 500) -> list[tuple[str, int, float]]:
+        """Timers that need an ETA message now: (run id, seq, due time)."""

@@ -19,9 +19,15 @@ key                                         type    holds
                                                     block on it)
 ``<prefix>:watch``                          zset    run id → when to check it for lost work (ms)
 ``<prefix>:runs``                           zset    run id → creation time (ms): the run list
+``<prefix>:{timers}:due``                   zset    ``<run>/<seq>`` → due time (ms): sleeps not
+                                                    yet handed to a broker message
+``<prefix>:{timers}:armed``                 zset    ``<run>/<seq>`` → fire-by time (ms): sleeps
+                                                    with an ETA message in flight
 ==========================================  ======  ============================================
 
-The two global sorted sets are updated by separate, idempotent commands.
+The global sorted sets are updated by separate, idempotent commands; the two
+timer sets share the hash tag ``{timers}`` so one script can move entries
+between them on Redis Cluster.
 """
 
 from __future__ import annotations
@@ -62,6 +68,8 @@ class KeySchema:
         self.prefix = prefix
         self.watch = f"{prefix}:watch"
         self.runs = f"{prefix}:runs"
+        self.timers_due = f"{prefix}:{{timers}}:due"
+        self.timers_armed = f"{prefix}:{{timers}}:armed"
 
     def run(self, run_id: str) -> RunKeys:
         base = f"{self.prefix}:{{{run_id}}}"

@@ -1,8 +1,9 @@
 """The history store on Redis: Lua scripts for every change to one run.
 
 Each script touches the keys of one run only (one hash tag, one Cluster slot);
-the global ``watch`` and ``runs`` sorted sets are updated by separate commands
-sent in the same pipeline, so each step of a run costs one round trip.
+the global sorted sets (``watch``, ``runs``, the timer index) are updated by
+separate idempotent commands sent in the same round trip (a pipeline; on Redis
+Cluster, where redis-py cannot pipeline scripts, one after the other).
 """
 
 from __future__ import annotations
@@ -10,14 +11,18 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
 
 from .. import codec
 from ..errors import LeaseLost
-from .base import HistoryStore, Loaded, Recorded, StepClaim
+from .base import Commit, HistoryStore, Loaded, Recorded, StepClaim
 from .keys import KeySchema
+
+SCRIPTS = ("create", "load", "commit", "begin_step", "heartbeat", "record", "retry", "cancel",
+           "claim_due", "release", "renew", "busy", "arm_timers")
 
 
 @functools.cache
@@ -33,13 +38,38 @@ def connect(url: str, options: dict[str, Any] | None = None, cluster: bool = Fal
     """A redis-py client for ``durable_redis_url`` (strings decoded as UTF-8)."""
     options = dict(options or {})
     options.setdefault("decode_responses", True)
-    options.setdefault("health_check_interval", 30)
     if cluster:
         from redis.cluster import RedisCluster
 
-        options.pop("health_check_interval", None)
         return RedisCluster.from_url(url, **options)
+    options.setdefault("health_check_interval", 30)
     return redis.Redis.from_url(url, **options)
+
+
+class _Batch:
+    """Commands for one round trip: a pipeline, or sequential calls on a cluster."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self._store = store
+        self._ops: list[Callable[[Any], Any]] = []
+
+    def script(self, name: str, keys: list[str], args: list[Any]) -> _Batch:
+        script = self._store.scripts[name]
+        self._ops.append(lambda client: script(keys=keys, args=args, client=client))
+        return self
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> _Batch:
+        self._ops.append(lambda client: getattr(client, method)(*args, **kwargs))
+        return self
+
+    def execute(self) -> list[Any]:
+        client = self._store.client
+        if self._store.cluster:
+            return [op(client) for op in self._ops]
+        pipe = client.pipeline(transaction=False)
+        for op in self._ops:
+            op(pipe)
+        return list(pipe.execute())
 
 
 class RedisStore(HistoryStore):
@@ -49,93 +79,126 @@ class RedisStore(HistoryStore):
     """
 
     def __init__(self, client: Any, *, prefix: str = "durable", lease: float = 30.0,
-                 retention: float = 7 * 86400) -> None:
+                 retention: float = 7 * 86400, timer_horizon: float = 300.0,
+                 queue_timeout: float = 3600.0) -> None:
         self.client = client
+        self.cluster = client.__class__.__name__ == "RedisCluster"
         self.keys = KeySchema(prefix)
         self.lease = lease
         self.retention = retention
-        self._scripts = {name: client.register_script(_lua(name)) for name in (
-            "create", "load", "commit", "begin_step", "heartbeat", "record", "retry", "cancel",
-            "claim_due")}
+        self.timer_horizon = timer_horizon
+        self.queue_timeout = queue_timeout
+        self.scripts = {name: client.register_script(_lua(name)) for name in SCRIPTS}
 
     def __repr__(self) -> str:
         return f"<RedisStore prefix={self.keys.prefix!r} client={self.client!r}>"
 
-    def _run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
-        return self._scripts[name](keys=keys, args=args, client=client or self.client)
+    def _batch(self) -> _Batch:
+        return _Batch(self)
+
+    def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return self.scripts[name](keys=keys, args=args, client=self.client)
+
+    def _timer_member(self, run_id: str, seq: int) -> str:
+        return f"{run_id}/{seq}"
 
     # -- runs ----------------------------------------------------------------------
     def create_run(self, run_id: str, workflow: str, started: dict[str, Any],
                    watch_at: float) -> bool:
         k = self.keys.run(run_id)
         now = _ms(time.time())
-        pipe = self.client.pipeline(transaction=False)
-        self._run("create", [k.history, k.state], [codec.dumps(started), workflow, now], pipe)
-        pipe.zadd(self.keys.runs, {run_id: now}, nx=True)
-        pipe.zadd(self.keys.watch, {run_id: _ms(watch_at)})
-        created, _, _ = pipe.execute()
+        created, _, _ = (self._batch()
+                         .script("create", [k.history, k.state],
+                                 [codec.dumps(started), workflow, now])
+                         .call("zadd", self.keys.runs, {run_id: now}, nx=True)
+                         .call("zadd", self.keys.watch, {run_id: _ms(watch_at)})
+                         .execute())
         return bool(created)
 
     def load(self, run_id: str, token: str, start: int) -> Loaded | None:
         k = self.keys.run(run_id)
-        reply = self._run("load", [k.history, k.state, k.lease],
-                          [token, start, _ms(self.lease)])
+        reply = self._script("load", [k.history, k.state, k.lease],
+                             [token, start, _ms(self.lease)])
         if reply is None:
             return None
-        status, raw = reply
-        return Loaded(status, [codec.loads(item) for item in raw])
+        status, raw, created_at = reply
+        return Loaded(status, [codec.loads(item) for item in raw], str(created_at or ""))
 
-    def commit(self, run_id: str, token: str, events: list[dict[str, Any]],
-               queued: list[int], final: dict[str, Any] | None, watch_at: float | None) -> bool:
+    def commit(self, run_id: str, token: str, commit: Commit) -> bool:
         k = self.keys.run(run_id)
         now = _ms(time.time())
+        final = commit.final
         args: list[Any] = [token, now, final["type"].removeprefix("run_") if final else "",
-                           codec.dumps(final) if final else "", int(self.retention), len(events)]
-        args += [codec.dumps(event) for event in events]
-        args += queued
-        pipe = self.client.pipeline(transaction=False)
-        self._run("commit", k.all(), args, pipe)
+                           codec.dumps(final) if final else "", int(self.retention),
+                           len(commit.events)]
+        args += [codec.dumps(event) for event in commit.events]
+        args += commit.queued
+        batch = self._batch().script("commit", k.all(), args)
+        timers = self.keys.timers_due, self.keys.timers_armed
+        for seq, due in commit.timers:
+            member = self._timer_member(run_id, seq)
+            if due <= time.time() + self.timer_horizon:
+                batch.call("zadd", timers[1], {member: _ms(due + self.lease)})
+            else:
+                batch.call("zadd", timers[0], {member: _ms(due)})
+        if commit.drop_timers:
+            members = [self._timer_member(run_id, seq) for seq in commit.drop_timers]
+            batch.call("zrem", timers[0], *members).call("zrem", timers[1], *members)
         if final is not None:
-            pipe.zrem(self.keys.watch, run_id)
-        elif watch_at is not None:
-            pipe.zadd(self.keys.watch, {run_id: _ms(watch_at)})
-        result = pipe.execute()[0]
+            batch.call("zrem", self.keys.watch, run_id)
+        elif commit.watch_at is not None:
+            batch.call("zadd", self.keys.watch, {run_id: _ms(commit.watch_at)})
+        result = batch.execute()[0]
         if result == -1:
-            raise LeaseLost(f"run {run_id!r}: the lease was lost before the commit; "
-                            "another worker replays it")
+            raise LeaseLost(f"run {run_id!r}: this replay's lease expired before its commit; "
+                            "its work is dropped and the run is replayed again")
         return bool(result)
+
+    def release(self, run_id: str, token: str) -> None:
+        self._script("release", [self.keys.run(run_id).lease], [token])
+
+    def renew(self, run_id: str, token: str) -> bool:
+        return bool(self._script("renew", [self.keys.run(run_id).lease],
+                                 [token, _ms(self.lease)]))
 
     # -- steps ---------------------------------------------------------------------
     def begin_step(self, run_id: str, seq: int, deadline: float) -> StepClaim:
         k = self.keys.run(run_id)
-        run, attempt, status = self._run("begin_step", [k.history, k.state, k.steps],
-                                         [seq, _ms(deadline), repr(time.time())])
+        run, attempt, status = self._script("begin_step", [k.history, k.state, k.steps],
+                                            [seq, _ms(deadline), repr(time.time())])
         return StepClaim(bool(run), int(attempt), status)
 
     def heartbeat(self, steps: list[tuple[str, int]], deadline: float) -> None:
-        pipe = self.client.pipeline(transaction=False)
+        batch = self._batch()
         for run_id, seq in steps:
-            self._run("heartbeat", [self.keys.run(run_id).steps], [seq, _ms(deadline)], pipe)
-        pipe.execute()
+            batch.script("heartbeat", [self.keys.run(run_id).steps], [seq, _ms(deadline)])
+        batch.execute()
 
     def record(self, run_id: str, seq: int, event: dict[str, Any], token: str) -> Recorded:
         k = self.keys.run(run_id)
-        pipe = self.client.pipeline(transaction=False)
-        self._run("record", [k.history, k.state, k.steps, k.lease],
-                  [seq, codec.dumps(event), token, _ms(self.lease)], pipe)
+        batch = self._batch().script("record", [k.history, k.state, k.steps, k.lease],
+                                     [seq, codec.dumps(event), token, _ms(self.lease)])
         # Whoever takes the lease now may die mid-replay: make sure the sweeper looks.
-        pipe.zadd(self.keys.watch, {run_id: _ms(time.time() + self.lease)})
-        (recorded, leased), _ = pipe.execute()
+        batch.call("zadd", self.keys.watch, {run_id: _ms(time.time() + self.lease)})
+        if event.get("type") == "timer_fired":
+            member = self._timer_member(run_id, seq)
+            batch.call("zrem", self.keys.timers_due, member)
+            batch.call("zrem", self.keys.timers_armed, member)
+        (recorded, leased), *_ = batch.execute()
         return Recorded(bool(recorded), bool(leased))
 
     def record_retry(self, run_id: str, seq: int, event: dict[str, Any], deadline: float) -> bool:
         k = self.keys.run(run_id)
-        return bool(self._run("retry", [k.history, k.state, k.steps],
-                              [seq, codec.dumps(event), _ms(deadline)]))
+        return bool(self._script("retry", [k.history, k.state, k.steps],
+                                 [seq, codec.dumps(event), _ms(deadline)]))
 
     def request_cancel(self, run_id: str, event: dict[str, Any]) -> bool:
         k = self.keys.run(run_id)
-        return bool(self._run("cancel", [k.history, k.state], [codec.dumps(event)]))
+        accepted, _ = (self._batch()
+                       .script("cancel", [k.history, k.state], [codec.dumps(event)])
+                       .call("zadd", self.keys.watch, {run_id: _ms(time.time() + self.lease)})
+                       .execute())
+        return bool(accepted)
 
     # -- reading ---------------------------------------------------------------------
     def state(self, run_id: str) -> dict[str, str] | None:
@@ -159,17 +222,43 @@ class RedisStore(HistoryStore):
     def lost_steps(self, run_id: str, now: float) -> list[int]:
         lost = []
         for field, value in self.step_fields(run_id).items():
-            if field.startswith("inflight:") and not value.startswith("q:"):
-                if int(value) < _ms(now):
-                    lost.append(int(field.split(":", 1)[1]))
+            if not field.startswith("inflight:"):
+                continue
+            if value.startswith("q:"):
+                # Queued and never begun for a whole queue timeout: its message is gone.
+                expired = int(value[2:]) < _ms(now - self.queue_timeout)
+            else:
+                expired = int(value) < _ms(now)
+            if expired:
+                lost.append(int(field.split(":", 1)[1]))
         return sorted(lost)
 
     def has_inflight(self, run_id: str) -> bool:
         return any(f.startswith("inflight:") for f in self.step_fields(run_id))
 
     def claim_due_runs(self, now: float, next_check: float, limit: int) -> list[str]:
-        return list(self._run("claim_due", [self.keys.watch],
-                              [_ms(now), _ms(next_check), limit]))
+        return list(self._script("claim_due", [self.keys.watch],
+                                 [_ms(now), _ms(next_check), limit]))
 
-    def unwatch(self, run_id: str) -> None:
+    def unwatch_if_idle(self, run_id: str) -> bool:
+        k = self.keys.run(run_id)
+        # Remove first, then look: an outcome recorded in between re-adds the run itself.
         self.client.zrem(self.keys.watch, run_id)
+        if self._script("busy", [k.state, k.lease, k.steps], []):
+            self.client.zadd(self.keys.watch, {run_id: _ms(time.time() + self.lease)})
+            return False
+        return True
+
+    def arm_due_timers(self, now: float, limit: int = 500) -> list[tuple[str, int, float]]:
+        flat = self._script("arm_timers", [self.keys.timers_due, self.keys.timers_armed],
+                            [_ms(now), _ms(self.timer_horizon), _ms(self.lease), limit])
+        out = []
+        for member, due in zip(flat[::2], flat[1::2], strict=True):
+            run_id, _, seq = member.rpartition("/")
+            out.append((run_id, int(seq), float(due) / 1000))
+        return out
+
+    def timer_counts(self) -> tuple[int, int]:
+        """(timers waiting in Redis only, timers handed to ETA messages)."""
+        return (int(self.client.zcard(self.keys.timers_due)),
+                int(self.client.zcard(self.keys.timers_armed)))

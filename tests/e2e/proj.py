@@ -38,7 +38,8 @@ app.conf.update(
     task_default_queue=QUEUE,
     durable_key_prefix=PREFIX,
     durable_step_lease=float(os.environ.get("DURABLE_TEST_LEASE", "30")),
-    durable_sweep_interval=0.5,
+    durable_sweep_interval=0.2,
+    durable_timer_horizon=float(os.environ.get("DURABLE_TEST_TIMER_HORIZON", "300")),
     durable_replay_block_deadline=float(os.environ.get("DURABLE_TEST_BLOCK_DEADLINE", "2")),
     broker_connection_retry_on_startup=True,
     worker_prefetch_multiplier=1,
@@ -303,3 +304,23 @@ async def slow_replay(name: str) -> int:
         marker.write_text(str(os.getpid()))
         time.sleep(60)  # killed here
     return first + await add(2, 2)
+
+
+@durable.step(max_retries=1)
+def crash(key: str) -> str:
+    """Kills its worker process the first times it runs (counted in a scratch file)."""
+    counter = SCRATCH / f"crash-{key}"
+    counter.parent.mkdir(parents=True, exist_ok=True)
+    seen = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(seen + 1))
+    os._exit(1)
+
+
+@durable.workflow
+async def crashing(key: str) -> str:
+    return await crash(key)
+
+
+@durable.workflow
+async def one_arg(x: int) -> int:
+    return await add(x, 1)

@@ -79,3 +79,30 @@ def test_duplicate_step_message_changes_nothing(proj, shared_worker, scratch):
              what="the duplicate to be seen by the worker")
     after = run.events()
     assert after == before
+
+
+def test_step_that_keeps_killing_its_worker_fails_after_its_attempts(proj, shared_worker, scratch):
+    key = uuid.uuid4().hex
+    run = proj.crashing.start(key)
+    with pytest.raises(Exception, match="worker was lost") as info:
+        run.result(timeout=60)
+    assert type(info.value).__name__ == "WorkerLostError"
+    assert (scratch / f"crash-{key}").read_text() == "2"  # max_retries=1: two attempts
+    assert run.status == "failed"
+
+
+def test_run_id_reused_after_retention_starts_afresh(proj, shared_worker):
+    run_id = f"reused-{uuid.uuid4().hex[:8]}"
+    for value in (1, 2, 3):
+        run = proj.one_arg.apply_async(args=(value,), run_id=run_id)
+        assert run.result(timeout=30) == value + 1
+        # Retention passes: the run's keys expire (here: deleted at once).
+        keys = proj.durable.store.keys.run(run_id)
+        proj.durable.store.client.delete(*keys.all())
+
+
+def test_wrong_start_arguments_are_refused_at_the_call_site(proj):
+    with pytest.raises(TypeError, match="one_arg'.*missing a required argument"):
+        proj.one_arg.start()
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        proj.one_arg.start(1, 2)

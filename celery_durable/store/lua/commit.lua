@@ -9,7 +9,10 @@ if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
 local n = tonumber(ARGV[6])
 for i = 7, 6 + n do redis.call('RPUSH', KEYS[1], ARGV[i]) end
 for i = 7 + n, #ARGV do
-  redis.call('HSET', KEYS[4], 'inflight:' .. ARGV[i], 'q:' .. ARGV[2])
+  -- A step re-dispatched as lost may have recorded its outcome meanwhile.
+  if redis.call('HEXISTS', KEYS[4], 'done:' .. ARGV[i]) == 0 then
+    redis.call('HSET', KEYS[4], 'inflight:' .. ARGV[i], 'q:' .. ARGV[2])
+  end
 end
 if ARGV[3] ~= '' then
   redis.call('RPUSH', KEYS[1], ARGV[4])

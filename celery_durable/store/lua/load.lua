@@ -1,13 +1,16 @@
 -- Take (or keep) a run's lease and read its history from a position.
 -- KEYS[1] history  KEYS[2] state  KEYS[3] lease
 -- ARGV[1] lease token  ARGV[2] first index to read  ARGV[3] lease length (ms)
--- Returns false if another token holds the lease, {'', {}} if there is no run,
--- else {status, events}. Clears the dirty flag: the caller now sees every event.
-local status = redis.call('HGET', KEYS[2], 'status')
-if not status then return {'', {}} end
+-- Returns false if another token holds the lease, {'', {}, ''} if there is no run,
+-- else {status, events, created_at}; created_at tells a cached instance of an old
+-- run with the same id from this one. Clears the dirty flag: the caller now sees
+-- every event.
+local state = redis.call('HMGET', KEYS[2], 'status', 'created_at')
+local status = state[1]
+if not status then return {'', {}, ''} end
 local holder = redis.call('GET', KEYS[3])
 if holder and holder ~= ARGV[1] then return false end
-if status ~= 'running' then return {status, {}} end
+if status ~= 'running' then return {status, {}, state[2]} end
 redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[3])
 redis.call('HDEL', KEYS[2], 'dirty')
-return {status, redis.call('LRANGE', KEYS[1], ARGV[2], -1)}
+return {status, redis.call('LRANGE', KEYS[1], ARGV[2], -1), state[2]}
