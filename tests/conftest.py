@@ -14,7 +14,8 @@ from tests.support.redis_server import RedisHandle, find_or_start_redis
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisHandle]:
-    handle = find_or_start_redis()
+    # DURABLE_TEST_PRIVATE_REDIS=1 behaves as a fresh machine would: own redis-server.
+    handle = find_or_start_redis(use_existing=os.environ.get("DURABLE_TEST_PRIVATE_REDIS") != "1")
     yield handle
     if handle.owned:
         handle.close()
