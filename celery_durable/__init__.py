@@ -7,6 +7,7 @@
 """
 
 from .app import Durable, Step, Workflow
+from .engine.hooks import Hook, Webhook, WebhookRequest, create_hook, create_webhook
 from .engine.primitives import (
     Settled,
     WorkflowMetadata,
@@ -41,6 +42,7 @@ __all__ = [
     # the app object and what it returns
     "Durable", "Step", "Workflow", "Run",
     # inside a workflow
+    "create_webhook", "create_hook", "Webhook", "Hook", "WebhookRequest",
     "sleep", "race", "all_settled", "Settled", "wait", "as_completed",
     "now", "random", "uuid4", "get_workflow_metadata", "WorkflowMetadata",
     # inside a step

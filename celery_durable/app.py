@@ -24,7 +24,7 @@ from .engine import history as h
 from .engine.cache import InstanceCache
 from .engine.context import current_replayer
 from .engine.primitives import call_step
-from .errors import RunNotFound
+from .errors import HookNotFound, RunNotFound
 from .orchestrator import Orchestrator, new_token, started_event
 from .run import Run
 from .settings import Settings
@@ -176,7 +176,8 @@ class Durable:
                 store=self.store, workflows=_WorkflowFunctions(self.workflows),
                 dispatch=self.dispatch, errors=self.errors,
                 cache=InstanceCache(s.cache_size), lease=s.step_lease,
-                block_deadline=s.replay_block_deadline, timer_horizon=s.timer_horizon)
+                block_deadline=s.replay_block_deadline, timer_horizon=s.timer_horizon,
+                webhook_base_url=s.webhook_base_url)
         return self._orchestrator
 
     # -- decorators ---------------------------------------------------------------
@@ -280,6 +281,35 @@ class Durable:
         if self.store.state(run_id) is None:
             raise RunNotFound(f"no run with id {run_id!r} (never started, or past retention)")
         return Run(self, run_id)
+
+    def resume_hook(self, token: str, payload: Any = None) -> str:
+        """Deliver ``payload`` to the live hook with this token; returns its run id.
+
+        Raises :class:`HookNotFound` if no live run holds a hook with this token.
+
+        >>> durable.resume_hook("slack:C123", {"text": "approve"})     # doctest: +SKIP
+        'order-42'
+        """
+        info = self.store.token_info(token)
+        if info is None or info.get("kind") != "hook":
+            raise HookNotFound(f"no live hook has the token {token!r}")
+        value = codec.check_value(f"the payload for hook {token!r}", payload)
+        event = {"type": h.HOOK_RECEIVED, "seq": int(info["seq"]), "at": time.time(),
+                 "payload": value}
+        if not self.store.deliver(info["run"], event):
+            raise HookNotFound(f"the run holding hook {token!r} has ended")
+        self.wake(info["run"])
+        return info["run"]
+
+    def webhooks_blueprint(self, name: str = "celery_durable_webhooks") -> Any:
+        """The Flask blueprint serving ``/webhook/<token>``.
+
+        >>> flask_app.register_blueprint(durable.webhooks_blueprint(), url_prefix="/durable")
+        ... # doctest: +SKIP
+        """
+        from .web.webhooks import webhooks_blueprint
+
+        return webhooks_blueprint(self, name)
 
     def wake(self, run_id: str, recover: bool = False) -> None:
         """Send ``celery_durable.orchestrate(run_id)``: some worker continues the run."""

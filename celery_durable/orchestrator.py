@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import secrets
 import sys
 import time
 import uuid
@@ -22,7 +23,7 @@ from .engine import history as h
 from .engine.cache import InstanceCache
 from .engine.replay import Outcome, Replayer
 from .errors import LeaseLost, NonDeterminismError, WorkflowBlockedError
-from .store.base import Commit, HistoryStore
+from .store.base import Commit, HistoryStore, TokenClaim
 
 logger = logging.getLogger("celery_durable.orchestrator")
 
@@ -41,6 +42,7 @@ def started_event(workflow: str, args: list[Any], kwargs: dict[str, Any],
     return {"type": h.RUN_STARTED, "at": time.time() if at is None else at,
             "workflow": workflow, "args": args, "kwargs": kwargs,
             "seed": uuid.uuid4().int >> 64,
+            "secret": secrets.token_hex(32),
             "python": f"{sys.version_info.major}.{sys.version_info.minor}",
             "engine": h.ENGINE_VERSION}
 
@@ -57,6 +59,7 @@ class Orchestrator:
     lease: float = 30.0
     block_deadline: float = 2.0
     timer_horizon: float = 300.0
+    webhook_base_url: str = "http://localhost:5000/durable"
 
     def drive(self, run_id: str, token: str | None = None, recover: bool = False) -> str:
         """Advance ``run_id`` as far as its history allows; return what happened.
@@ -119,6 +122,7 @@ class Orchestrator:
             watch_at=now + self.lease if queued else None,
             timers=[(c.seq, c.due) for c in commands if isinstance(c, h.TimerCommand)],
             drop_timers=replayer.pending_timers() if final is not None else [])
+        self._tokens(run_id, replayer, commands, commit, now)
         try:
             released = self.store.commit(run_id, token, commit)
         except LeaseLost as exc:
@@ -143,6 +147,36 @@ class Orchestrator:
         self.cache.put(replayer)
         return "waiting" if released else "again"
 
+    def _tokens(self, run_id: str, replayer: Replayer, commands: list[h.Command],
+                commit: Commit, now: float) -> None:
+        """Webhook/hook tokens and held responses this commit implies.
+
+        Tokens are claimed before the commit (claiming again is harmless if the commit
+        fails); a hook token another live run holds becomes a ``hook_conflict``
+        delivery in the same commit, replayed at once.
+        """
+        claims = [TokenClaim(c.token, c.kind, c.seq, c.method, c.respond_with)
+                  for c in commands if isinstance(c, h.WebhookCommand)]
+        for claim, holder in self.store.claim_tokens(run_id, claims) if claims else []:
+            holder_state = self.store.state(holder)
+            if holder_state is None or holder_state.get("status") != "running":
+                self.store.claim_tokens(run_id, [claim], force=True)  # its holder ended
+                continue
+            commit.events.append({"type": h.HOOK_CONFLICT, "at": now, "seq": claim.seq,
+                                  "holder": holder})
+            commit.keep_lease = True
+        for command in commands:
+            if isinstance(command, h.DisposeCommand):
+                token = replayer.token_of(command.target)
+                if token:
+                    commit.release_tokens.append(token)
+            elif isinstance(command, h.RespondCommand):
+                commit.responses.append((command.request_id, {
+                    "status": command.status, "body": command.body,
+                    "headers": command.headers, "base64": command.base64}))
+        if commit.final is not None:
+            commit.release_tokens += [token for _, token in replayer.live_tokens()]
+
     def _new_replayer(self, run_id: str, events: list[dict[str, Any]]) -> Replayer | None:
         started = events[0] if events else {}
         name = started.get("workflow")
@@ -153,7 +187,8 @@ class Orchestrator:
                          run_id, name)
             return None
         return Replayer(workflow, run_id=run_id, error_decoder=self.errors.decode,
-                        block_deadline=self.block_deadline)
+                        block_deadline=self.block_deadline,
+                        webhook_base_url=self.webhook_base_url)
 
     def _final_event(self, run_id: str, replayer: Replayer, outcome: Outcome,
                      now: float) -> dict[str, Any]:

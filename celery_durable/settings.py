@@ -24,6 +24,7 @@ class Settings:
     key_prefix: str
     webhook_base_url: str
     webhook_max_bytes: int
+    webhook_response_timeout: float
     run_retention: float
     default_max_retries: int
     step_lease: float
@@ -47,6 +48,8 @@ class Settings:
             webhook_base_url=conf.get("durable_webhook_base_url")
             or "http://localhost:5000/durable",
             webhook_max_bytes=int(conf.get("durable_webhook_max_bytes") or 1024 * 1024),
+            webhook_response_timeout=_seconds(
+                conf.get("durable_webhook_response_timeout") or 30),
             run_retention=_seconds(conf.get("durable_run_retention") or 7 * 86400),
             default_max_retries=int(conf.get("durable_default_max_retries", 3)),
             step_lease=_seconds(conf.get("durable_step_lease") or 30),

@@ -26,19 +26,31 @@ RUN_CANCELLED = "run_cancelled"
 # Commands: emitted by the workflow, numbered by ``seq``, matched on replay.
 STEP_SCHEDULED = "step_scheduled"
 TIMER_SCHEDULED = "timer_scheduled"
+WEBHOOK_CREATED = "webhook_created"
+HOOK_CREATED = "hook_created"
+WEBHOOK_DISPOSED = "webhook_disposed"
+HOOK_DISPOSED = "hook_disposed"
+WEBHOOK_RESPONDED = "webhook_responded"
 
 # Deliveries: outcomes fed back into the workflow, one at a time, in history order.
 STEP_COMPLETED = "step_completed"
 STEP_FAILED = "step_failed"
 TIMER_FIRED = "timer_fired"
 CANCEL_REQUESTED = "cancel_requested"
+WEBHOOK_RECEIVED = "webhook_received"
+HOOK_RECEIVED = "hook_received"
+HOOK_CONFLICT = "hook_conflict"
 
 # Informational: recorded for people and tools, ignored by replay.
 STEP_STARTED = "step_started"
 STEP_RETRYING = "step_retrying"
 
-COMMAND_EVENTS = frozenset({STEP_SCHEDULED, TIMER_SCHEDULED})
-DELIVERY_EVENTS = frozenset({STEP_COMPLETED, STEP_FAILED, TIMER_FIRED, CANCEL_REQUESTED})
+COMMAND_EVENTS = frozenset({STEP_SCHEDULED, TIMER_SCHEDULED, WEBHOOK_CREATED, HOOK_CREATED,
+                            WEBHOOK_DISPOSED, HOOK_DISPOSED, WEBHOOK_RESPONDED})
+DELIVERY_EVENTS = frozenset({STEP_COMPLETED, STEP_FAILED, TIMER_FIRED, CANCEL_REQUESTED,
+                             WEBHOOK_RECEIVED, HOOK_RECEIVED, HOOK_CONFLICT})
+#: Deliveries that may come many times for one command (each request, each resume).
+INBOX_EVENTS = frozenset({WEBHOOK_RECEIVED, HOOK_RECEIVED, HOOK_CONFLICT})
 END_EVENTS = frozenset({RUN_COMPLETED, RUN_FAILED, RUN_CANCELLED})
 
 #: Bumped whenever a change to the engine could make an old history replay
@@ -115,6 +127,67 @@ class TimerCommand(Command):
         return f"timer due at {self.due:.3f} at #{self.seq}"
 
 
+@dataclasses.dataclass
+class WebhookCommand(Command):
+    """Register a webhook token for this run (``kind`` "webhook") or a hook ("hook")."""
+
+    token: str = ""
+    kind: str = "webhook"
+    method: str | None = None
+    respond_with: Any = None
+
+    @property
+    def event_type(self) -> str:  # type: ignore[override]
+        return WEBHOOK_CREATED if self.kind == "webhook" else HOOK_CREATED
+
+    def _fields(self) -> dict[str, Any]:
+        if self.kind == "webhook":
+            return {"token": self.token, "method": self.method, "respond_with": self.respond_with}
+        return {"token": self.token}
+
+    def describe(self) -> str:
+        return f"{self.kind} created at #{self.seq}"
+
+
+@dataclasses.dataclass
+class DisposeCommand(Command):
+    """Stop accepting requests/resumes for the webhook or hook created at ``target``."""
+
+    target: int = 0
+    kind: str = "webhook"
+
+    @property
+    def event_type(self) -> str:  # type: ignore[override]
+        return WEBHOOK_DISPOSED if self.kind == "webhook" else HOOK_DISPOSED
+
+    def _fields(self) -> dict[str, Any]:
+        return {"target": self.target}
+
+    def describe(self) -> str:
+        return f"{self.kind} #{self.target} disposed at #{self.seq}"
+
+
+@dataclasses.dataclass
+class RespondCommand(Command):
+    """Answer a webhook request held open by ``respond_with="manual"``."""
+
+    request_id: str = ""
+    status: int = 200
+    body: str = ""
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: ``body`` holds base64 of bytes.
+    base64: bool = False
+
+    event_type = WEBHOOK_RESPONDED
+
+    def _fields(self) -> dict[str, Any]:
+        return {"request_id": self.request_id, "status": self.status, "body": self.body,
+                "headers": self.headers, "base64": self.base64}
+
+    def describe(self) -> str:
+        return f"response {self.status} to request {self.request_id} at #{self.seq}"
+
+
 def describe_event(event: dict[str, Any]) -> str:
     """A one-line description of a recorded command event, for error messages."""
     kind = event.get("type")
@@ -123,4 +196,6 @@ def describe_event(event: dict[str, Any]) -> str:
                 f"kwargs={event.get('kwargs')!r}) at #{event.get('seq')}")
     if kind == TIMER_SCHEDULED:
         return f"timer due at {float(event.get('due', 0.0)):.3f} at #{event.get('seq')}"
+    if kind in (WEBHOOK_CREATED, HOOK_CREATED):
+        return f"{kind.split('_')[0]} created at #{event.get('seq')}"
     return f"{kind} at #{event.get('seq')}"

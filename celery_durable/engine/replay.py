@@ -64,9 +64,14 @@ class Replayer:
 
     def __init__(self, workflow: Callable[..., Coroutine[Any, Any, Any]], *, run_id: str,
                  error_decoder: ErrorDecoder = _default_error_decoder,
-                 block_deadline: float = DEFAULT_BLOCK_DEADLINE) -> None:
+                 block_deadline: float = DEFAULT_BLOCK_DEADLINE,
+                 webhook_base_url: str = "http://localhost:5000/durable") -> None:
         self.workflow = workflow
         self.run_id = run_id
+        self.webhook_base_url = webhook_base_url
+        #: The run's secret (from ``run_started``): webhook tokens derive from it.
+        self.secret = run_id
+        self._inboxes: dict[int, Any] = {}
         self.error_decoder = error_decoder
         self.loop: WorkflowEventLoop | None = None
         self.info: WorkflowInfo | None = None
@@ -133,6 +138,7 @@ class Replayer:
             raise NonDeterminismError("history holds run_started twice", position=0)
         self.info = WorkflowInfo(self.run_id, str(event.get("workflow")), float(event["at"]))
         self.random.seed(event.get("seed", self.run_id))
+        self.secret = str(event.get("secret") or event.get("seed") or self.run_id)
         self._recorded_python = event.get("python")
         self.loop = WorkflowEventLoop(  # type: ignore[abstract]  # I/O methods left out on purpose
             float(event["at"]), self._on_timer, self._block_deadline)
@@ -164,6 +170,8 @@ class Replayer:
         if kind == h.CANCEL_REQUESTED:
             if self._main is not None and not self._main.done():
                 self._main.cancel()
+        elif kind in h.INBOX_EVENTS:
+            self._deliver_to_inbox(event)
         else:
             seq = int(event["seq"])
             if seq not in self._emitted:
@@ -189,6 +197,23 @@ class Replayer:
                         error = wrapped
                     waiter.set_exception(error)
         self.loop.run_until_idle()
+
+    def _deliver_to_inbox(self, event: dict[str, Any]) -> None:
+        from .hooks import conflict_error
+
+        seq = int(event["seq"])
+        inbox = self._inboxes.get(seq)
+        if inbox is None:
+            self._diverge(seq, f"{event['type']} for #{seq}",
+                          f"no webhook or hook #{seq} (the workflow emitted {self._next_seq - 1})")
+            return
+        kind = event["type"]
+        if kind == h.WEBHOOK_RECEIVED:
+            inbox.deliver(event.get("request") or {})
+        elif kind == h.HOOK_RECEIVED:
+            inbox.deliver(event.get("payload"))
+        else:
+            inbox.fail(conflict_error(inbox.token, str(event.get("holder"))))
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
         if self._discarded or self.outcome is not None:
@@ -223,6 +248,22 @@ class Replayer:
         if self._divergence is None:
             self._waiting[command.seq] = future
         return future
+
+    def emit_now(self, command: h.Command, seq: int | None = None, inbox: Any = None) -> None:
+        """Emit a command that needs no outcome future (webhooks, hooks, responses)."""
+        self._emit(command, seq)
+        if inbox is not None and self._divergence is None and command.seq > 0:
+            self._inboxes[command.seq] = inbox
+
+    def token_of(self, seq: int) -> str | None:
+        """The token of the webhook or hook created at ``seq``."""
+        inbox = self._inboxes.get(seq)
+        return inbox.token if inbox is not None else None
+
+    def live_tokens(self) -> list[tuple[str, str]]:
+        """(kind, token) of webhooks and hooks not disposed: released when the run ends."""
+        return [(inbox.kind, inbox.token) for inbox in self._inboxes.values()
+                if not inbox.disposed]
 
     def _on_timer(self, handle: asyncio.TimerHandle) -> None:
         command = h.TimerCommand(due=handle.when())

@@ -55,6 +55,23 @@ class Commit:
     timers: list[tuple[int, float]] = dataclasses.field(default_factory=list)
     #: Timers that will never be needed (the run ended).
     drop_timers: list[int] = dataclasses.field(default_factory=list)
+    #: Webhook/hook tokens this run no longer holds (disposed, or the run ended).
+    release_tokens: list[str] = dataclasses.field(default_factory=list)
+    #: Answers to webhook requests held open: (request id, response).
+    responses: list[tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=list)
+    #: Keep the lease: the events hold deliveries the caller replays at once.
+    keep_lease: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenClaim:
+    """A webhook or hook token to map to this run."""
+
+    token: str
+    kind: str
+    seq: int
+    method: str | None = None
+    respond_with: Any = None
 
 
 class HistoryStore(abc.ABC):
@@ -129,6 +146,24 @@ class HistoryStore(abc.ABC):
     @abc.abstractmethod
     def claim_due_runs(self, now: float, next_check: float, limit: int) -> list[str]:
         """Runs whose watch time passed; each is pushed to ``next_check`` (claimed)."""
+
+    @abc.abstractmethod
+    def claim_tokens(self, run_id: str, claims: list[TokenClaim], force: bool = False
+                     ) -> list[tuple[TokenClaim, str]]:
+        """Map tokens to this run; returns (claim, holder run) for those another run holds."""
+
+    @abc.abstractmethod
+    def token_info(self, token: str) -> dict[str, str] | None:
+        """What a live token maps to (run, seq, kind, method, respond_with), or None."""
+
+    @abc.abstractmethod
+    def deliver(self, run_id: str, event: dict[str, Any]) -> bool:
+        """Append an event from outside to a live run; False if it has ended."""
+
+    @abc.abstractmethod
+    def wait_response(self, run_id: str, request_id: str, timeout: float
+                      ) -> dict[str, Any] | None:
+        """Block until the workflow answers a held webhook request, or ``timeout``."""
 
     @abc.abstractmethod
     def unwatch_if_idle(self, run_id: str) -> bool:

@@ -17,6 +17,10 @@ key                                         type    holds
                                                     lease deadline in ms)
 ``<prefix>:{<run>}:done``                   list    one item once the run has ended (waiters
                                                     block on it)
+``<prefix>:{<run>}:response:<request>``     list    the workflow's answer to a webhook request
+                                                    held open (``respond_with="manual"``)
+``<prefix>:token:<sha256 of token>``        hash    webhook/hook token → run, seq, kind, method,
+                                                    respond_with (the token itself, to compare)
 ``<prefix>:watch``                          zset    run id → when to check it for lost work (ms)
 ``<prefix>:runs``                           zset    run id → creation time (ms): the run list
 ``<prefix>:{timers}:due``                   zset    ``<run>/<seq>`` → due time (ms): sleeps not
@@ -33,6 +37,7 @@ between them on Redis Cluster.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
@@ -70,6 +75,13 @@ class KeySchema:
         self.runs = f"{prefix}:runs"
         self.timers_due = f"{prefix}:{{timers}}:due"
         self.timers_armed = f"{prefix}:{{timers}}:armed"
+
+    def token(self, token: str) -> str:
+        # Hashed: the key length is fixed and the lookup does not walk the token's text.
+        return f"{self.prefix}:token:{hashlib.sha256(token.encode()).hexdigest()}"
+
+    def response(self, run_id: str, request_id: str) -> str:
+        return f"{self.prefix}:{{{run_id}}}:response:{request_id}"
 
     def run(self, run_id: str) -> RunKeys:
         base = f"{self.prefix}:{{{run_id}}}"

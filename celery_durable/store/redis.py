@@ -9,6 +9,7 @@ Cluster, where redis-py cannot pipeline scripts, one after the other).
 from __future__ import annotations
 
 import functools
+import hmac
 import importlib.resources
 import time
 from collections.abc import Callable
@@ -18,11 +19,15 @@ import redis
 
 from .. import codec
 from ..errors import LeaseLost
-from .base import Commit, HistoryStore, Loaded, Recorded, StepClaim
+from .base import Commit, HistoryStore, Loaded, Recorded, StepClaim, TokenClaim
 from .keys import KeySchema
 
 SCRIPTS = ("create", "load", "commit", "begin_step", "heartbeat", "record", "retry", "cancel",
-           "claim_due", "release", "renew", "busy", "arm_timers")
+           "claim_due", "release", "renew", "busy", "arm_timers", "claim_token",
+           "release_token", "deliver")
+
+#: How long an answer to a held webhook request waits for its caller to read it.
+RESPONSE_TTL = 120
 
 
 @functools.cache
@@ -130,7 +135,7 @@ class RedisStore(HistoryStore):
         final = commit.final
         args: list[Any] = [token, now, final["type"].removeprefix("run_") if final else "",
                            codec.dumps(final) if final else "", int(self.retention),
-                           len(commit.events)]
+                           len(commit.events), "1" if commit.keep_lease else "0"]
         args += [codec.dumps(event) for event in commit.events]
         args += commit.queued
         batch = self._batch().script("commit", k.all(), args)
@@ -144,6 +149,11 @@ class RedisStore(HistoryStore):
         if commit.drop_timers:
             members = [self._timer_member(run_id, seq) for seq in commit.drop_timers]
             batch.call("zrem", timers[0], *members).call("zrem", timers[1], *members)
+        for token in commit.release_tokens:
+            batch.script("release_token", [self.keys.token(token)], [run_id])
+        for request_id, response in commit.responses:
+            key = self.keys.response(run_id, request_id)
+            batch.call("rpush", key, codec.dumps(response)).call("expire", key, RESPONSE_TTL)
         if final is not None:
             batch.call("zrem", self.keys.watch, run_id)
         elif commit.watch_at is not None:
@@ -239,6 +249,38 @@ class RedisStore(HistoryStore):
     def claim_due_runs(self, now: float, next_check: float, limit: int) -> list[str]:
         return list(self._script("claim_due", [self.keys.watch],
                                  [_ms(now), _ms(next_check), limit]))
+
+    # -- webhooks and hooks -------------------------------------------------------------
+    def claim_tokens(self, run_id: str, claims: list[TokenClaim], force: bool = False
+                     ) -> list[tuple[TokenClaim, str]]:
+        batch = self._batch()
+        for claim in claims:
+            batch.script("claim_token", [self.keys.token(claim.token)],
+                         [run_id, claim.seq, claim.kind, claim.token, claim.method or "",
+                          codec.dumps(claim.respond_with), "1" if force else "0"])
+        holders = batch.execute() if claims else []
+        return [(claim, holder) for claim, holder in zip(claims, holders, strict=True) if holder]
+
+    def token_info(self, token: str) -> dict[str, str] | None:
+        info = self.client.hgetall(self.keys.token(token))
+        # The key is a hash of the token; compare the token itself in constant time too.
+        if not info or not hmac.compare_digest(info.get("token", ""), token):
+            return None
+        return dict(info)
+
+    def deliver(self, run_id: str, event: dict[str, Any]) -> bool:
+        k = self.keys.run(run_id)
+        appended, _ = (self._batch()
+                       .script("deliver", [k.history, k.state], [codec.dumps(event)])
+                       .call("zadd", self.keys.watch, {run_id: _ms(time.time() + self.lease)})
+                       .execute())
+        return bool(appended)
+
+    def wait_response(self, run_id: str, request_id: str, timeout: float
+                      ) -> dict[str, Any] | None:
+        reply = self.client.blpop([self.keys.response(run_id, request_id)],
+                                  timeout=max(timeout, 0.01))
+        return codec.loads(reply[1]) if reply else None
 
     def unwatch_if_idle(self, run_id: str) -> bool:
         k = self.keys.run(run_id)

@@ -2,13 +2,14 @@
 -- KEYS[1] history  KEYS[2] state  KEYS[3] lease  KEYS[4] steps  KEYS[5] done
 -- ARGV[1] lease token  ARGV[2] now (ms)  ARGV[3] final status or ''
 -- ARGV[4] final event (JSON) or ''  ARGV[5] retention (s)  ARGV[6] n = number of events
--- ARGV[7 .. 6+n] events (JSON)  ARGV[7+n ..] seqs of steps now queued
+-- ARGV[7] '1' to keep the lease (the events include deliveries to replay at once)
+-- ARGV[8 .. 7+n] events (JSON)  ARGV[8+n ..] seqs of steps now queued
 -- Returns -1 if the lease is not ours, 1 if released or ended, 0 if events the
 -- caller has not seen arrived meanwhile (the caller keeps the lease and reads them).
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
 local n = tonumber(ARGV[6])
-for i = 7, 6 + n do redis.call('RPUSH', KEYS[1], ARGV[i]) end
-for i = 7 + n, #ARGV do
+for i = 8, 7 + n do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+for i = 8 + n, #ARGV do
   -- A step re-dispatched as lost may have recorded its outcome meanwhile.
   if redis.call('HEXISTS', KEYS[4], 'done:' .. ARGV[i]) == 0 then
     redis.call('HSET', KEYS[4], 'inflight:' .. ARGV[i], 'q:' .. ARGV[2])
@@ -26,7 +27,7 @@ if ARGV[3] ~= '' then
   end
   return 1
 end
-if redis.call('HEXISTS', KEYS[2], 'dirty') == 1 then
+if ARGV[7] == '1' or redis.call('HEXISTS', KEYS[2], 'dirty') == 1 then
   return 0
 end
 redis.call('DEL', KEYS[3])

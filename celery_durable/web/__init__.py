@@ -1,0 +1,1 @@
+"""Flask blueprints: webhooks (and, later, the run viewer)."""
