@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +24,12 @@ import pytest
 import redis
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05,
@@ -86,6 +94,7 @@ def e2e_env(redis_server: Any, session_tag: str) -> Iterator[dict[str, str]]:
         "DURABLE_TEST_QUEUE": f"durable-{session_tag}",
         "DURABLE_TEST_PREFIX": f"durable-{session_tag}",
         "DURABLE_TEST_SCRATCH": str(scratch),
+        "DURABLE_TEST_WEBHOOK_BASE": f"http://127.0.0.1:{_free_port()}/durable",
         "PYTHONPATH": str(ROOT),
     })
     saved = {k: os.environ.get(k) for k in env}
@@ -173,3 +182,20 @@ def start_worker(e2e_env: dict[str, str], tmp_path: Path, _shared: SharedWorker
 @pytest.fixture
 def scratch(e2e_env: dict[str, str]) -> Path:
     return Path(e2e_env["DURABLE_TEST_SCRATCH"])
+
+
+@pytest.fixture(scope="session")
+def web_base(proj: Any, e2e_env: dict[str, str]) -> Iterator[str]:
+    """A real HTTP server (werkzeug) on loopback serving the webhooks blueprint."""
+    from flask import Flask
+    from werkzeug.serving import make_server
+
+    base = e2e_env["DURABLE_TEST_WEBHOOK_BASE"]
+    port = int(base.split(":")[2].split("/")[0])
+    flask_app = Flask("durable-tests")
+    flask_app.register_blueprint(proj.durable.webhooks_blueprint(), url_prefix="/durable")
+    server = make_server("127.0.0.1", port, flask_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield base
+    server.shutdown()

@@ -16,14 +16,18 @@ from celery import Celery
 from celery_durable import (
     Durable,
     FatalError,
+    HookConflictError,
     RetryableError,
     all_settled,
     as_completed,
+    create_hook,
+    create_webhook,
     get_step_metadata,
     get_workflow_metadata,
     now,
     race,
     random,
+    sleep,
     uuid4,
     wait,
 )
@@ -40,6 +44,10 @@ app.conf.update(
     durable_step_lease=float(os.environ.get("DURABLE_TEST_LEASE", "30")),
     durable_sweep_interval=0.2,
     durable_timer_horizon=float(os.environ.get("DURABLE_TEST_TIMER_HORIZON", "300")),
+    durable_webhook_base_url=os.environ.get("DURABLE_TEST_WEBHOOK_BASE",
+                                            "http://127.0.0.1:5000/durable"),
+    durable_webhook_max_bytes=int(os.environ.get("DURABLE_TEST_WEBHOOK_MAX_BYTES", "4096")),
+    durable_webhook_response_timeout=5,
     durable_replay_block_deadline=float(os.environ.get("DURABLE_TEST_BLOCK_DEADLINE", "2")),
     broker_connection_retry_on_startup=True,
     worker_prefetch_multiplier=1,
@@ -324,3 +332,86 @@ async def crashing(key: str) -> str:
 @durable.workflow
 async def one_arg(x: int) -> int:
     return await add(x, 1)
+
+
+# -- webhooks and hooks ------------------------------------------------------------
+@durable.step
+def publish(kind: str, value: str) -> str:
+    """Stands for "send the URL to someone": the test reads it from a scratch file."""
+    path = SCRATCH / f"{kind}-{get_step_metadata().run_id}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(value)
+    return value
+
+
+def _describe(request) -> dict:
+    try:
+        body = request.json()
+    except ValueError:
+        body = {"bad json": request.text}
+    return {"method": request.method, "body": body, "x": request.headers.get("x-test"),
+            "args": dict(request.args)}
+
+
+@durable.workflow
+async def webhook_once(method: str | None = None) -> dict:
+    webhook = create_webhook(method=method)
+    await publish("url", webhook.url)
+    return _describe(await webhook)
+
+
+@durable.workflow
+async def webhook_static() -> dict:
+    webhook = create_webhook(respond_with=(200, {"thanks": True}, {"X-Reply": "static"}))
+    await publish("url", webhook.url)
+    return _describe(await webhook)
+
+
+@durable.workflow
+async def webhook_manual() -> str:
+    webhook = create_webhook(respond_with="manual")
+    await publish("url", webhook.url)
+    request = await webhook
+    answer = await add(40, 2)
+    await request.respond(201, {"answer": answer, "got": request.json()}, {"X-Flow": "manual"})
+    return "responded"
+
+
+@durable.workflow
+async def webhook_many(count: int) -> list:
+    seen = []
+    with create_webhook() as webhook:
+        await publish("url", webhook.url)
+        async for request in webhook:
+            seen.append(request.json()["n"])
+            if len(seen) == count:
+                break
+    await publish("disposed", "yes")
+    await sleep(0.5)  # the run stays alive: requests to the disposed URL get 404
+    return seen
+
+
+@durable.workflow
+async def webhook_deadline(deadline: float) -> str:
+    webhook = create_webhook()
+    await publish("url", webhook.url)
+    winner = await race(webhook, sleep(deadline))
+    return "webhook" if winner is not None else "deadline"
+
+
+@durable.workflow
+async def hook_wait(token: str) -> dict:
+    try:
+        hook = create_hook(token)
+        await publish("hook", hook.token)
+        first = await hook
+    except HookConflictError as exc:
+        return {"conflict": str(exc)}
+    return {"payload": first}
+
+
+@durable.workflow
+async def hook_random() -> dict:
+    hook = create_hook()
+    await publish("hook", hook.token)
+    return {"payload": await hook}
