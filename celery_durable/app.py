@@ -159,7 +159,8 @@ class Durable:
                     self._store = RedisStore(client, prefix=s.key_prefix, lease=s.step_lease,
                                              retention=s.run_retention,
                                              timer_horizon=s.timer_horizon,
-                                             queue_timeout=s.queue_timeout)
+                                             queue_timeout=s.queue_timeout,
+                                             timer_grace=s.timer_grace)
         return self._store
 
     @property

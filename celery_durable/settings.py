@@ -30,6 +30,7 @@ class Settings:
     step_lease: float
     timer_horizon: float
     queue_timeout: float
+    timer_grace: float
     sweep_interval: float
     cache_size: int
     replay_block_deadline: float
@@ -55,6 +56,7 @@ class Settings:
             step_lease=_seconds(conf.get("durable_step_lease") or 30),
             timer_horizon=_seconds(conf.get("durable_timer_horizon") or 300),
             queue_timeout=_seconds(conf.get("durable_queue_timeout") or 3600),
+            timer_grace=_seconds(conf.get("durable_timer_grace") or 2.0),
             sweep_interval=_seconds(conf.get("durable_sweep_interval") or 1.0),
             cache_size=int(conf.get("durable_cache_size", 1000)),
             replay_block_deadline=_seconds(conf.get("durable_replay_block_deadline") or 2.0),

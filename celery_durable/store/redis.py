@@ -85,7 +85,7 @@ class RedisStore(HistoryStore):
 
     def __init__(self, client: Any, *, prefix: str = "durable", lease: float = 30.0,
                  retention: float = 7 * 86400, timer_horizon: float = 300.0,
-                 queue_timeout: float = 3600.0) -> None:
+                 queue_timeout: float = 3600.0, timer_grace: float = 2.0) -> None:
         self.client = client
         self.cluster = client.__class__.__name__ == "RedisCluster"
         self.keys = KeySchema(prefix)
@@ -93,6 +93,8 @@ class RedisStore(HistoryStore):
         self.retention = retention
         self.timer_horizon = timer_horizon
         self.queue_timeout = queue_timeout
+        #: An armed timer not fired this long after its due time lost its message.
+        self.timer_grace = timer_grace
         self.scripts = {name: client.register_script(_lua(name)) for name in SCRIPTS}
 
     def __repr__(self) -> str:
@@ -143,7 +145,7 @@ class RedisStore(HistoryStore):
         for seq, due in commit.timers:
             member = self._timer_member(run_id, seq)
             if due <= time.time() + self.timer_horizon:
-                batch.call("zadd", timers[1], {member: _ms(due + self.lease)})
+                batch.call("zadd", timers[1], {member: _ms(due + self.timer_grace)})
             else:
                 batch.call("zadd", timers[0], {member: _ms(due)})
         if commit.drop_timers:
@@ -223,10 +225,17 @@ class RedisStore(HistoryStore):
         """The raw per-step bookkeeping hash (attempts, in-flight marks, done marks)."""
         return dict(self.client.hgetall(self.keys.run(run_id).steps))
 
+    def _block_for(self, timeout: float) -> float:
+        """A blocking command's timeout, kept under the client's socket timeout."""
+        kwargs = getattr(getattr(self.client, "connection_pool", None), "connection_kwargs", {})
+        socket_timeout = kwargs.get("socket_timeout") or kwargs.get("orig_socket_timeout")
+        limit = max(0.1, float(socket_timeout) - 1.0) if socket_timeout else 60.0
+        return max(0.01, min(timeout, limit))
+
     def wait_ended(self, run_id: str, timeout: float) -> bool:
         done = self.keys.run(run_id).done
         # Rotating the one-item list onto itself leaves it for every other waiter.
-        return self.client.brpoplpush(done, done, timeout=max(timeout, 0.01)) is not None
+        return self.client.brpoplpush(done, done, timeout=self._block_for(timeout)) is not None
 
     # -- recovery ---------------------------------------------------------------------
     def lost_steps(self, run_id: str, now: float) -> list[int]:
@@ -278,9 +287,15 @@ class RedisStore(HistoryStore):
 
     def wait_response(self, run_id: str, request_id: str, timeout: float
                       ) -> dict[str, Any] | None:
-        reply = self.client.blpop([self.keys.response(run_id, request_id)],
-                                  timeout=max(timeout, 0.01))
-        return codec.loads(reply[1]) if reply else None
+        key = self.keys.response(run_id, request_id)
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            reply = self.client.blpop([key], timeout=self._block_for(remaining))
+            if reply:
+                return dict(codec.loads(reply[1]))
 
     def unwatch_if_idle(self, run_id: str) -> bool:
         k = self.keys.run(run_id)
@@ -293,7 +308,7 @@ class RedisStore(HistoryStore):
 
     def arm_due_timers(self, now: float, limit: int = 500) -> list[tuple[str, int, float]]:
         flat = self._script("arm_timers", [self.keys.timers_due, self.keys.timers_armed],
-                            [_ms(now), _ms(self.timer_horizon), _ms(self.lease), limit])
+                            [_ms(now), _ms(self.timer_horizon), _ms(self.timer_grace), limit])
         out = []
         for member, due in zip(flat[::2], flat[1::2], strict=True):
             run_id, _, seq = member.rpartition("/")

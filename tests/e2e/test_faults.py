@@ -106,3 +106,27 @@ def test_wrong_start_arguments_are_refused_at_the_call_site(proj):
         proj.one_arg.start()
     with pytest.raises(TypeError, match="too many positional arguments"):
         proj.one_arg.start(1, 2)
+
+
+def test_worker_killed_while_a_run_sleeps_the_run_wakes_on_time(proj, start_worker):
+    first = start_worker(extra_env=SHORT_LEASE)
+    run = proj.sleeper.start(4.0)
+    wait_for(lambda: any(e["type"] == "timer_scheduled" for e in run.events()),
+             what="the sleep to be scheduled")
+    first.kill()  # its ETA message for the timer dies with it (held, unacked)
+    second = start_worker(extra_env=SHORT_LEASE)
+    try:
+        value = run.result(timeout=60)
+    except TimeoutError:
+        print(second.tail())
+        raise
+    assert value["slept"] >= 4.0 + 0.2 + 0.3
+    events = run.events()
+    scheduled = next(e for e in events if e["type"] == "timer_scheduled" and e["seq"] == 1)
+    fired = [e for e in events if e["type"] == "timer_fired" and e["seq"] == 1]
+    assert len(fired) == 1
+    import datetime as dt
+
+    lateness = (dt.datetime.fromisoformat(fired[0]["at"])
+                - dt.datetime.fromisoformat(scheduled["due"])).total_seconds()
+    assert 0 <= lateness < 4.0  # re-armed within the timer grace (2 s) and a sweep
