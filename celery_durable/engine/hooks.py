@@ -24,7 +24,7 @@ from .context import require_replayer
 if TYPE_CHECKING:
     from .replay import Replayer
 
-__all__ = ["Headers", "WebhookRequest", "Webhook", "Hook", "create_webhook", "create_hook",
+__all__ = ["Headers", "QueryArgs", "WebhookRequest", "Webhook", "Hook", "create_webhook", "create_hook",
            "derive_token"]
 
 
@@ -34,20 +34,24 @@ def derive_token(secret: str, kind: str, seq: int) -> str:
     return base64.urlsafe_b64encode(digest[:24]).decode()
 
 
-class Headers(Mapping[str, str]):
-    """Case-insensitive, read-only HTTP headers (the first value of each name)."""
+class QueryArgs(Mapping[str, str]):
+    """Read-only ``name → first value`` view of repeated pairs; ``getlist`` gives all."""
 
     def __init__(self, pairs: list[tuple[str, str]] | list[list[str]]) -> None:
         self._pairs = [(str(k), str(v)) for k, v in pairs]
         self._first: dict[str, str] = {}
         for key, value in self._pairs:
-            self._first.setdefault(key.lower(), value)
+            self._first.setdefault(self._key(key), value)
+
+    @staticmethod
+    def _key(key: str) -> str:
+        return key
 
     def __getitem__(self, key: str) -> str:
-        return self._first[key.lower()]
+        return self._first[self._key(key)]
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key.lower() in self._first
+        return isinstance(key, str) and self._key(key) in self._first
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._first)
@@ -56,10 +60,18 @@ class Headers(Mapping[str, str]):
         return len(self._first)
 
     def getlist(self, key: str) -> list[str]:
-        return [v for k, v in self._pairs if k.lower() == key.lower()]
+        return [v for k, v in self._pairs if self._key(k) == self._key(key)]
 
     def __repr__(self) -> str:
-        return f"Headers({self._pairs!r})"
+        return f"{type(self).__name__}({self._pairs!r})"
+
+
+class Headers(QueryArgs):
+    """Case-insensitive, read-only HTTP headers (the first value of each name)."""
+
+    @staticmethod
+    def _key(key: str) -> str:
+        return key.lower()
 
 
 class WebhookRequest:
@@ -74,7 +86,7 @@ class WebhookRequest:
         self.method: str = data.get("method", "")
         self.path: str = data.get("path", "")
         self.headers = Headers(data.get("headers", []))
-        self.args = Headers(data.get("args", []))
+        self.args = QueryArgs(data.get("args", []))
         self.body: bytes = base64.b64decode(data.get("body", ""))
         self._webhook = webhook
 
