@@ -24,8 +24,8 @@ from .context import require_replayer
 if TYPE_CHECKING:
     from .replay import Replayer
 
-__all__ = ["Headers", "QueryArgs", "WebhookRequest", "Webhook", "Hook", "create_webhook", "create_hook",
-           "derive_token"]
+__all__ = ["Headers", "QueryArgs", "WebhookRequest", "Webhook", "Hook", "create_webhook",
+           "create_hook", "derive_token"]
 
 
 def derive_token(secret: str, kind: str, seq: int) -> str:
@@ -96,10 +96,14 @@ class WebhookRequest:
     @property
     def text(self) -> str:
         charset = "utf-8"
-        ctype = self.headers.get("content-type", "")
-        if "charset=" in ctype:
-            charset = ctype.split("charset=", 1)[1].split(";")[0].strip() or "utf-8"
-        return self.body.decode(charset, errors="replace")
+        for part in self.headers.get("content-type", "").split(";")[1:]:
+            name, _, value = part.partition("=")
+            if name.strip().lower() == "charset" and value.strip():
+                charset = value.strip().strip('"')
+        try:
+            return self.body.decode(charset, errors="replace")
+        except LookupError:  # the caller named a charset Python does not know
+            return self.body.decode("utf-8", errors="replace")
 
     def json(self) -> Any:
         """The body parsed as JSON; ``ValueError`` if it is not JSON."""

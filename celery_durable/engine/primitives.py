@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import math
 import re
 import uuid
 from collections.abc import Awaitable, Coroutine, Iterable, Iterator
@@ -223,6 +224,8 @@ async def sleep(duration: float | dt.timedelta | str | dt.datetime) -> None:
     """
     replayer = require_replayer("sleep()")
     seconds = _seconds_until(duration, replayer.now())
+    if not math.isfinite(seconds):
+        raise ValueError(f"sleep() needs a finite duration, got {duration!r}")
     if seconds > 0:
         await asyncio.sleep(seconds)
     else:

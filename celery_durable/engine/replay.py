@@ -203,6 +203,12 @@ class Replayer:
 
         seq = int(event["seq"])
         inbox = self._inboxes.get(seq)
+        expected_kind = "webhook" if event["type"] == h.WEBHOOK_RECEIVED else "hook"
+        if inbox is not None and event["type"] != h.HOOK_CONFLICT and \
+                inbox.kind != expected_kind:
+            self._diverge(seq, f"{event['type']} for #{seq}",
+                          f"a {inbox.kind} at #{seq}, not a {expected_kind}")
+            return
         if inbox is None:
             self._diverge(seq, f"{event['type']} for #{seq}",
                           f"no webhook or hook #{seq} (the workflow emitted {self._next_seq - 1})")

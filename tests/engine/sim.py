@@ -12,10 +12,15 @@ as events; the test then decides which pending command settles next::
     sim.complete("fetch", {"x": 1})  # step_completed for the pending "fetch", replay
     sim.fire()                       # the earliest pending timer fires (clock moves to it)
     sim.verify_replay()              # a from-scratch replay agrees with everything so far
+
+Webhooks and hooks are fed the same way: ``sim.receive(seq, body=...)`` records a
+``webhook_received`` for the webhook created at ``seq``, ``sim.resume(seq, payload)``
+a ``hook_received``, ``sim.conflict(seq, holder)`` a ``hook_conflict``.
 """
 
 from __future__ import annotations
 
+import base64
 import builtins
 import json
 import sys
@@ -81,6 +86,7 @@ class Sim:
                  run_id: str = "run-1", name: str = "tests.workflow", seed: int = 42,
                  start: float = START, block_deadline: float = 2.0,
                  error_decoder: Callable[[dict[str, Any], str], BaseException] = decode_error,
+                 secret: str | None = None, webhook_base_url: str | None = None,
                  ) -> None:
         assert mode in MODES, mode
         self.workflow = workflow
@@ -93,14 +99,39 @@ class Sim:
             "type": "run_started", "at": start, "workflow": name,
             "args": list(args or []), "kwargs": dict(kwargs or {}), "seed": seed,
         }]
+        if secret is not None:
+            self.history[0]["secret"] = secret
+        self.webhook_base_url = webhook_base_url
+        self._requests = 0
         self.outcome: Outcome | None = None
         self.replays = 0
         self._live: Replayer | None = None
 
     # -- replaying ---------------------------------------------------------------
     def replayer(self) -> Replayer:
+        options: dict[str, Any] = {}
+        if self.webhook_base_url is not None:
+            options["webhook_base_url"] = self.webhook_base_url
         return Replayer(self.workflow, run_id=self.run_id, error_decoder=self.error_decoder,
-                        block_deadline=self.block_deadline)
+                        block_deadline=self.block_deadline, **options)
+
+    def inspect(self, read: Callable[[Replayer], Any]) -> Any:
+        """``read`` applied to a from-scratch replay of the history (before it is discarded);
+        in ``"cached"`` mode the live instance, if any, must give the same answer."""
+        replayer = self.replayer()
+        try:
+            replayer.feed(roundtrip(self.history))
+            replayer.take_new_commands()
+            found = read(replayer)
+        finally:
+            replayer.discard()
+        if self._live is not None:
+            assert read(self._live) == found, "cached and fresh replays disagree"
+        return found
+
+    def live_tokens(self) -> list[tuple[str, str]]:
+        """``Replayer.live_tokens()`` after replaying the history so far."""
+        return self.inspect(lambda replayer: replayer.live_tokens())
 
     def replay_fresh(self) -> tuple[list[Command], Outcome | None]:
         """Replay the whole history from scratch; new commands and outcome."""
@@ -180,6 +211,22 @@ class Sim:
     def timers(self) -> list[dict[str, Any]]:
         return [e for e in self.history if e["type"] == "timer_scheduled"]
 
+    def events_of(self, *types: str) -> list[dict[str, Any]]:
+        return [e for e in self.history if e["type"] in types]
+
+    @property
+    def created(self) -> list[dict[str, Any]]:
+        """``webhook_created`` and ``hook_created`` events, in order."""
+        return self.events_of("webhook_created", "hook_created")
+
+    @property
+    def webhooks(self) -> list[dict[str, Any]]:
+        return self.events_of("webhook_created")
+
+    @property
+    def hooks(self) -> list[dict[str, Any]]:
+        return self.events_of("hook_created")
+
     @property
     def pending(self) -> dict[int, dict[str, Any]]:
         """Scheduled commands with no outcome delivered yet, by seq."""
@@ -230,6 +277,35 @@ class Sim:
         assert seq in timers, f"#{seq} is not a pending timer: {timers}"
         self.clock = max(self.clock, timers[seq]["due"])
         return self.record({"type": "timer_fired", "seq": seq}, drive=drive)
+
+    def receive(self, seq: int, body: bytes | str = b"", *, method: str = "POST",
+                headers: Iterable[tuple[str, str]] = (), args: Iterable[tuple[str, str]] = (),
+                path: str | None = None, request_id: str | None = None,
+                drive: bool = True) -> list[dict[str, Any]]:
+        """An HTTP request to the webhook created at ``seq`` (not checked: tests may lie)."""
+        self._requests += 1
+        if isinstance(body, str):
+            body = body.encode()
+        request = {
+            "id": request_id or f"req-{self._requests}", "method": method,
+            "path": path if path is not None else f"/webhook/seq{seq}",
+            "headers": [[k, v] for k, v in headers], "args": [[k, v] for k, v in args],
+            "body": base64.b64encode(body).decode(),
+        }
+        return self.record({"type": "webhook_received", "seq": seq, "request": request},
+                           drive=drive)
+
+    def resume(self, seq: int, payload: Any = None, *,
+               drive: bool = True) -> list[dict[str, Any]]:
+        """``durable.resume_hook(token, payload)`` for the hook created at ``seq``."""
+        return self.record({"type": "hook_received", "seq": seq, "payload": payload},
+                           drive=drive)
+
+    def conflict(self, seq: int, holder: str = "run-other", *,
+                 drive: bool = True) -> list[dict[str, Any]]:
+        """The hook created at ``seq`` could not claim its token: ``holder`` has it."""
+        return self.record({"type": "hook_conflict", "seq": seq, "holder": holder},
+                           drive=drive)
 
     def cancel(self, *, drive: bool = True) -> list[dict[str, Any]]:
         return self.record({"type": "cancel_requested"}, drive=drive)
