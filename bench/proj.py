@@ -11,7 +11,7 @@ import os
 
 from celery import Celery
 
-from celery_durable import Durable
+from celery_durable import Durable, now, sleep  # now, sleep: for bench/sleeps.py
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 TAG = os.environ.get("BENCH_TAG", "durable-bench")
@@ -52,3 +52,20 @@ async def sequential(n: int) -> int:
 async def fan_out(n: int) -> int:
     results = await asyncio.gather(*(noop(i) for i in range(n)))
     return sum(results)
+
+
+# -- bench/sleeps.py ---------------------------------------------------------------
+
+
+@durable.workflow
+async def timed_sleep(seconds: float) -> float:
+    """Sleep ``seconds`` durably; return the workflow clock (UNIX s) read just before."""
+    before = now().timestamp()
+    await sleep(seconds)
+    return before
+
+
+@durable.workflow
+async def day_sleep() -> None:
+    """Sleep one day: past the timer horizon, so no broker message is held meanwhile."""
+    await sleep("1 day")

@@ -144,6 +144,10 @@ class Orchestrator:
             status = str(final["type"]).removeprefix("run_")
             logger.info("run %s %s", run_id, status)
             return status
+        if released and not replayer.pending_steps():
+            # It waits only on the outside world (a sleep, a webhook): nothing of it can be
+            # lost, so the sweeper need not look. Whatever wakes it re-adds it.
+            self.store.unwatch_if_idle(run_id)
         self.cache.put(replayer)
         return "waiting" if released else "again"
 

@@ -316,6 +316,10 @@ class Replayer:
         """The command this instance emitted at ``seq``, if any."""
         return self._emitted.get(seq)
 
+    def pending_steps(self) -> list[int]:
+        """Seqs of steps whose outcome has not been delivered yet."""
+        return sorted(seq for seq, w in self._waiting.items() if isinstance(w, asyncio.Future))
+
     def pending_timers(self) -> list[int]:
         """Seqs of timers not fired yet (dropped from the index when the run ends)."""
         return sorted(seq for seq, w in self._waiting.items()
