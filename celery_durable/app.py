@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import inspect
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -41,6 +42,17 @@ _STEP_ID_NAMESPACE = uuid.UUID("6f1c1c56-3f0e-4a43-9d0c-6f8a0c5e2d11")
 
 _ENDED = frozenset({"completed", "failed", "cancelled", "missing"})
 
+
+
+def _qualified_name(fn: Callable[..., Any]) -> str:
+    """``module.qualname``; for ``python -m pkg.mod`` the module's real name, not
+    ``__main__``, so the name matches what workers register when they import it."""
+    module = fn.__module__
+    if module == "__main__":
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if spec is not None and spec.name:
+            module = spec.name
+    return f"{module}.{fn.__qualname__}"
 
 
 def step_task_id(run_id: str, seq: int) -> str:
@@ -200,7 +212,7 @@ class Durable:
             return lambda f: self.step(f, **options)
         if not callable(fn):
             raise TypeError(f"@durable.step decorates a function, got {fn!r}")
-        name = options.pop("name", None) or f"{fn.__module__}.{fn.__qualname__}"
+        name = options.pop("name", None) or _qualified_name(fn)
         max_retries = options.get("max_retries")
         if max_retries is None:
             max_retries = int(self.app.conf.get("durable_default_max_retries", 3))
@@ -244,7 +256,7 @@ class Durable:
             return lambda f: self.workflow(f, name=name)
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"@durable.workflow needs an 'async def' function, got {fn!r}")
-        wf_name = name or f"{fn.__module__}.{fn.__qualname__}"
+        wf_name = name or _qualified_name(fn)
         if wf_name in self.workflows:
             raise ValueError(f"a workflow named {wf_name!r} is already registered; "
                              "pass name=... to one of them")
