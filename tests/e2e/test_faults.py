@@ -81,11 +81,16 @@ def test_duplicate_step_message_changes_nothing(proj, shared_worker, scratch):
     assert after == before
 
 
-def test_step_that_keeps_killing_its_worker_fails_after_its_attempts(proj, shared_worker, scratch):
+def test_step_that_keeps_killing_its_worker_fails_after_its_attempts(proj, start_worker, scratch):
+    worker = start_worker()  # its own: the pool restarts children it loses, slowly
     key = uuid.uuid4().hex
     run = proj.crashing.start(key)
     with pytest.raises(Exception, match="worker was lost") as info:
-        run.result(timeout=60)
+        try:
+            run.result(timeout=120)
+        except TimeoutError:
+            print(worker.tail())
+            raise
     assert type(info.value).__name__ == "WorkerLostError"
     assert (scratch / f"crash-{key}").read_text() == "2"  # max_retries=1: two attempts
     assert run.status == "failed"
