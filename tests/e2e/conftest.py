@@ -7,6 +7,7 @@ nothing is flushed.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -106,7 +107,17 @@ def e2e_env(redis_server: Any, session_tag: str) -> Iterator[dict[str, str]]:
         else:
             os.environ[key] = value
     client = redis.Redis.from_url(redis_server.url)
-    # Remove only what this session wrote (never flush a shared Redis).
+    # Remove only what this session wrote (never flush a shared Redis): its keys, and
+    # the unacked entries its SIGKILLed workers left in kombu's shared hash.
+    queue = env["DURABLE_TEST_QUEUE"]
+    for tag, raw in client.hscan_iter("unacked"):
+        try:
+            routing_key = json.loads(raw)[2]
+        except (ValueError, IndexError, TypeError):
+            continue
+        if str(routing_key).startswith(queue):
+            client.hdel("unacked", tag)
+            client.zrem("unacked_index", tag)
     for pattern in (f"durable-{session_tag}*", f"_kombu.binding*.durable-{session_tag}*"):
         keys = list(client.scan_iter(match=pattern, count=1000))
         for i in range(0, len(keys), 500):
