@@ -309,8 +309,9 @@ class Durable:
         value = codec.check_value(f"the payload for hook {token!r}", payload)
         event = {"type": h.HOOK_RECEIVED, "seq": int(info["seq"]), "at": time.time(),
                  "payload": value}
-        if not self.store.deliver(info["run"], event):
-            raise HookNotFound(f"the run holding hook {token!r} has ended")
+        if not self.store.deliver(info["run"], event, "hook", token):
+            raise HookNotFound(f"no live hook has the token {token!r} (its run ended or "
+                               "disposed it)")
         self.wake(info["run"])
         return info["run"]
 
@@ -375,7 +376,7 @@ class Durable:
                 return
             event = {"type": h.TIMER_FIRED, "seq": int(seq), "at": time.time()}
             token = new_token()
-            recorded = durable.store.record(run_id, int(seq), event, token)
+            recorded = durable.store.record(run_id, int(seq), event, token, timer_due=due)
             if recorded.leased and durable.orchestrator.drive(run_id, token) \
                     == "unknown-workflow":
                 durable.wake(run_id)  # this worker lacks the workflow: hand it on

@@ -120,8 +120,10 @@ class Orchestrator:
         commit = Commit(
             events=[command.to_event(now) for command in commands], queued=queued, final=final,
             watch_at=now + self.lease if queued else None,
-            timers=[(c.seq, c.due) for c in commands if isinstance(c, h.TimerCommand)],
-            drop_timers=replayer.pending_timers() if final is not None else [])
+            # One decision per timer: armed ones get their ETA message right after the
+            # commit; the others wait in the index for the sweeper.
+            timers=[(c.seq, c.due, c.due <= now + self.timer_horizon)
+                    for c in commands if isinstance(c, h.TimerCommand)])
         self._tokens(run_id, replayer, commands, commit, now)
         try:
             released = self.store.commit(run_id, token, commit)
@@ -129,8 +131,9 @@ class Orchestrator:
             logger.warning("%s", exc)
             replayer.discard()
             return "lease-lost"
+        armed = {seq for seq, _, is_armed in commit.timers if is_armed}
         for command in commands:
-            if isinstance(command, h.TimerCommand) and command.due > now + self.timer_horizon:
+            if isinstance(command, h.TimerCommand) and command.seq not in armed:
                 continue  # the sweeper hands it to a message when it comes due
             self.dispatch(run_id, command)
         for seq in lost:
@@ -161,25 +164,29 @@ class Orchestrator:
         """
         claims = [TokenClaim(c.token, c.kind, c.seq, c.method, c.respond_with)
                   for c in commands if isinstance(c, h.WebhookCommand)]
+        commit.inboxes = [(c.seq, c.kind, c.token) for c in claims]
         for claim, holder in self.store.claim_tokens(run_id, claims) if claims else []:
             holder_state = self.store.state(holder)
             if holder_state is None or holder_state.get("status") != "running":
-                self.store.claim_tokens(run_id, [claim], force=True)  # its holder ended
-                continue
+                # Its holder ended without releasing it: take it over, unless a third
+                # run took it over first.
+                taken = self.store.claim_tokens(run_id, [claim], takeover=holder)
+                if not taken:
+                    continue
+                holder = taken[0][1]
             commit.events.append({"type": h.HOOK_CONFLICT, "at": now, "seq": claim.seq,
                                   "holder": holder})
+            commit.inboxes.remove((claim.seq, claim.kind, claim.token))
             commit.keep_lease = True
         for command in commands:
             if isinstance(command, h.DisposeCommand):
                 token = replayer.token_of(command.target)
                 if token:
-                    commit.release_tokens.append(token)
+                    commit.disposed.append((command.target, token))
             elif isinstance(command, h.RespondCommand):
                 commit.responses.append((command.request_id, {
                     "status": command.status, "body": command.body,
                     "headers": command.headers, "base64": command.base64}))
-        if commit.final is not None:
-            commit.release_tokens += [token for _, token in replayer.live_tokens()]
 
     def _new_replayer(self, run_id: str, events: list[dict[str, Any]]) -> Replayer | None:
         started = events[0] if events else {}

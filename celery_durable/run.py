@@ -107,18 +107,18 @@ class Run:
         """
         self._state()
         fired: set[int] = set()
-        pending: list[int] = []
+        pending: list[tuple[int, float]] = []
         for event in self.durable.store.events(self.id):
             if event["type"] == h.TIMER_FIRED:
                 fired.add(int(event["seq"]))
             elif event["type"] == h.TIMER_SCHEDULED:
-                pending.append(int(event["seq"]))
+                pending.append((int(event["seq"]), float(event["due"])))
         count = 0
-        for seq in pending:
+        for seq, due in pending:
             if seq in fired:
                 continue
             event = {"type": h.TIMER_FIRED, "seq": seq, "at": time.time(), "woken": True}
-            count += self.durable.store.record(self.id, seq, event, "").recorded
+            count += self.durable.store.record(self.id, seq, event, "", timer_due=due).recorded
         if count:
             self.durable.wake(self.id)
         return count

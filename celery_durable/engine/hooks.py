@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Headers", "QueryArgs", "WebhookRequest", "Webhook", "Hook", "create_webhook",
            "create_hook", "derive_token"]
+
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
 def derive_token(secret: str, kind: str, seq: int) -> str:
@@ -137,6 +141,18 @@ def _static_response(spec: Any) -> dict[str, Any]:
                          f"got {spec!r}")
     status, body, headers = (list(spec) + ["", {}])[:3]
     headers = {str(k): str(v) for k, v in dict(headers or {}).items()}
+    for name, value in headers.items():
+        # Refused here, in the workflow: a bad header would fail the HTTP answer after
+        # the request was recorded, and the caller would retry.
+        if not _HEADER_NAME.match(name) or "\r" in value or "\n" in value:
+            raise ValueError(f"response header {name!r}: {value!r} is not a valid HTTP header")
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(f"response header {name!r}: {value!r} is not latin-1; "
+                             "encode it (e.g. RFC 8187) first") from None
+    if not 100 <= int(status) <= 599:
+        raise ValueError(f"respond_with status must be an HTTP status code, got {status!r}")
     if isinstance(body, bytes):
         headers.setdefault("Content-Type", "application/octet-stream")
         return {"status": int(status), "body": base64.b64encode(body).decode(),

@@ -51,12 +51,12 @@ class Commit:
     final: dict[str, Any] | None = None
     #: When the sweeper should check the run if nothing happens (None: leave as is).
     watch_at: float | None = None
-    #: New timers: (seq, due time).
-    timers: list[tuple[int, float]] = dataclasses.field(default_factory=list)
-    #: Timers that will never be needed (the run ended).
-    drop_timers: list[int] = dataclasses.field(default_factory=list)
-    #: Webhook/hook tokens this run no longer holds (disposed, or the run ended).
-    release_tokens: list[str] = dataclasses.field(default_factory=list)
+    #: New timers: (seq, due time, armed = an ETA message is sent now).
+    timers: list[tuple[int, float, bool]] = dataclasses.field(default_factory=list)
+    #: New webhooks and hooks: (seq, kind, token).
+    inboxes: list[tuple[int, str, str]] = dataclasses.field(default_factory=list)
+    #: Webhooks and hooks disposed: (seq, token).
+    disposed: list[tuple[int, str]] = dataclasses.field(default_factory=list)
     #: Answers to webhook requests held open: (request id, response).
     responses: list[tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=list)
     #: Keep the lease: the events hold deliveries the caller replays at once.
@@ -112,8 +112,12 @@ class HistoryStore(abc.ABC):
         """Extend the deadline of running steps."""
 
     @abc.abstractmethod
-    def record(self, run_id: str, seq: int, event: dict[str, Any], token: str) -> Recorded:
-        """Append an outcome once; try to take the lease for ``token`` (unless empty)."""
+    def record(self, run_id: str, seq: int, event: dict[str, Any], token: str,
+               timer_due: float | None = None) -> Recorded:
+        """Append an outcome once; try to take the lease for ``token`` (unless empty).
+
+        For a timer, ``timer_due`` must be the due time its command committed.
+        """
 
     @abc.abstractmethod
     def record_retry(self, run_id: str, seq: int, event: dict[str, Any], deadline: float) -> bool:
@@ -148,17 +152,21 @@ class HistoryStore(abc.ABC):
         """Runs whose watch time passed; each is pushed to ``next_check`` (claimed)."""
 
     @abc.abstractmethod
-    def claim_tokens(self, run_id: str, claims: list[TokenClaim], force: bool = False
+    def claim_tokens(self, run_id: str, claims: list[TokenClaim], takeover: str = ""
                      ) -> list[tuple[TokenClaim, str]]:
-        """Map tokens to this run; returns (claim, holder run) for those another run holds."""
+        """Map tokens to this run; returns (claim, holder run) for those another run holds.
+
+        ``takeover`` names an ended run whose stale claims may be taken over.
+        """
 
     @abc.abstractmethod
     def token_info(self, token: str) -> dict[str, str] | None:
         """What a live token maps to (run, seq, kind, method, respond_with), or None."""
 
     @abc.abstractmethod
-    def deliver(self, run_id: str, event: dict[str, Any]) -> bool:
-        """Append an event from outside to a live run; False if it has ended."""
+    def deliver(self, run_id: str, event: dict[str, Any], kind: str, token: str) -> bool:
+        """Append a request/payload for the live webhook or hook ``event["seq"]`` of a run;
+        False if the run ended or that webhook/hook is not live."""
 
     @abc.abstractmethod
     def wait_response(self, run_id: str, request_id: str, timeout: float

@@ -39,6 +39,11 @@ def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
 
+def _due_ms(due: float) -> int:
+    """A timer's due time in ms, rounded so that ``due_ms / 1000`` maps back to it."""
+    return int(round(due * 1000))
+
+
 def connect(url: str, options: dict[str, Any] | None = None, cluster: bool = False) -> Any:
     """A redis-py client for ``durable_redis_url`` (strings decoded as UTF-8)."""
     options = dict(options or {})
@@ -56,23 +61,23 @@ class _Batch:
 
     def __init__(self, store: RedisStore) -> None:
         self._store = store
-        self._ops: list[Callable[[Any], Any]] = []
+        self.ops: list[Callable[[Any], Any]] = []
 
     def script(self, name: str, keys: list[str], args: list[Any]) -> _Batch:
         script = self._store.scripts[name]
-        self._ops.append(lambda client: script(keys=keys, args=args, client=client))
+        self.ops.append(lambda client: script(keys=keys, args=args, client=client))
         return self
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> _Batch:
-        self._ops.append(lambda client: getattr(client, method)(*args, **kwargs))
+        self.ops.append(lambda client: getattr(client, method)(*args, **kwargs))
         return self
 
     def execute(self) -> list[Any]:
         client = self._store.client
         if self._store.cluster:
-            return [op(client) for op in self._ops]
+            return [op(client) for op in self.ops]
         pipe = client.pipeline(transaction=False)
-        for op in self._ops:
+        for op in self.ops:
             op(pipe)
         return list(pipe.execute())
 
@@ -106,8 +111,8 @@ class RedisStore(HistoryStore):
     def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return self.scripts[name](keys=keys, args=args, client=self.client)
 
-    def _timer_member(self, run_id: str, seq: int) -> str:
-        return f"{run_id}/{seq}"
+    def _timer_member(self, run_id: str, seq: int, due: float) -> str:
+        return f"{run_id}/{seq}/{_due_ms(due)}"
 
     # -- runs ----------------------------------------------------------------------
     def create_run(self, run_id: str, workflow: str, started: dict[str, Any],
@@ -133,38 +138,58 @@ class RedisStore(HistoryStore):
 
     def commit(self, run_id: str, token: str, commit: Commit) -> bool:
         k = self.keys.run(run_id)
-        now = _ms(time.time())
         final = commit.final
-        args: list[Any] = [token, now, final["type"].removeprefix("run_") if final else "",
+        marks = {"queued": commit.queued,
+                 "timers": [[seq, _due_ms(due)] for seq, due, _ in commit.timers],
+                 "inboxes": [[seq, f"{kind}:{tok}"] for seq, kind, tok in commit.inboxes],
+                 "disposed": [seq for seq, _ in commit.disposed]}
+        args: list[Any] = [token, _ms(time.time()),
+                           final["type"].removeprefix("run_") if final else "",
                            codec.dumps(final) if final else "", int(self.retention),
-                           len(commit.events), "1" if commit.keep_lease else "0"]
+                           "1" if commit.keep_lease else "0", codec.dumps(marks)]
         args += [codec.dumps(event) for event in commit.events]
-        args += commit.queued
-        batch = self._batch().script("commit", k.all(), args)
-        timers = self.keys.timers_due, self.keys.timers_armed
-        for seq, due in commit.timers:
-            member = self._timer_member(run_id, seq)
-            if due <= time.time() + self.timer_horizon:
-                batch.call("zadd", timers[1], {member: _ms(due + self.timer_grace)})
+        # Index entries go first: harmless if the commit is refused (a timer fires, a
+        # request is delivered, only against what the commit marked), and never missing
+        # if this process dies between two calls (on Redis Cluster they are not pipelined).
+        batch = self._batch()
+        for seq, due, armed in commit.timers:
+            member = self._timer_member(run_id, seq, due)
+            if armed:
+                batch.call("zadd", self.keys.timers_armed, {member: _ms(due + self.timer_grace)})
             else:
-                batch.call("zadd", timers[0], {member: _ms(due)})
-        if commit.drop_timers:
-            members = [self._timer_member(run_id, seq) for seq in commit.drop_timers]
-            batch.call("zrem", timers[0], *members).call("zrem", timers[1], *members)
-        for token in commit.release_tokens:
-            batch.script("release_token", [self.keys.token(token)], [run_id])
-        for request_id, response in commit.responses:
-            key = self.keys.response(run_id, request_id)
-            batch.call("rpush", key, codec.dumps(response)).call("expire", key, RESPONSE_TTL)
-        if final is not None:
-            batch.call("zrem", self.keys.watch, run_id)
-        elif commit.watch_at is not None:
+                batch.call("zadd", self.keys.timers_due, {member: _due_ms(due)})
+        if final is None and commit.watch_at is not None:
             batch.call("zadd", self.keys.watch, {run_id: _ms(commit.watch_at)})
-        result = batch.execute()[0]
+        result = batch.script("commit", k.all(), args).execute()[-1]
         if result == -1:
             raise LeaseLost(f"run {run_id!r}: this replay's lease expired before its commit; "
                             "its work is dropped and the run is replayed again")
+        after = self._batch()
+        for seq, tok in commit.disposed:
+            after.script("release_token", [self.keys.token(tok)], [run_id, seq])
+        for request_id, response in commit.responses:
+            key = self.keys.response(run_id, request_id)
+            after.call("rpush", key, codec.dumps(response)).call("expire", key, RESPONSE_TTL)
+        if final is not None:
+            self._after_end(run_id, after)
+        if after.ops:
+            after.execute()
         return bool(result)
+
+    def _after_end(self, run_id: str, batch: _Batch) -> None:
+        """Unindex an ended run: its watch entry, pending timers and live tokens."""
+        batch.call("zrem", self.keys.watch, run_id)
+        fields = self.step_fields(run_id)
+        timers = [self._timer_member(run_id, int(f[6:]), int(v) / 1000)
+                  for f, v in fields.items()
+                  if f.startswith("timer:") and f"done:{f[6:]}" not in fields]
+        if timers:
+            batch.call("zrem", self.keys.timers_due, *timers)
+            batch.call("zrem", self.keys.timers_armed, *timers)
+        for field, mark in fields.items():
+            if field.startswith("inbox:"):
+                _, _, tok = mark.partition(":")
+                batch.script("release_token", [self.keys.token(tok)], [run_id, field[6:]])
 
     def release(self, run_id: str, token: str) -> None:
         self._script("release", [self.keys.run(run_id).lease], [token])
@@ -186,17 +211,26 @@ class RedisStore(HistoryStore):
             batch.script("heartbeat", [self.keys.run(run_id).steps], [seq, _ms(deadline)])
         batch.execute()
 
-    def record(self, run_id: str, seq: int, event: dict[str, Any], token: str) -> Recorded:
+    def record(self, run_id: str, seq: int, event: dict[str, Any], token: str,
+               timer_due: float | None = None) -> Recorded:
         k = self.keys.run(run_id)
-        batch = self._batch().script("record", [k.history, k.state, k.steps, k.lease],
-                                     [seq, codec.dumps(event), token, _ms(self.lease)])
-        # Whoever takes the lease now may die mid-replay: make sure the sweeper looks.
-        batch.call("zadd", self.keys.watch, {run_id: _ms(time.time() + self.lease)})
-        if event.get("type") == "timer_fired":
-            member = self._timer_member(run_id, seq)
-            batch.call("zrem", self.keys.timers_due, member)
-            batch.call("zrem", self.keys.timers_armed, member)
+        batch = self._batch().script(
+            "record", [k.history, k.state, k.steps, k.lease],
+            [seq, codec.dumps(event), token, _ms(self.lease),
+             "" if timer_due is None else _due_ms(timer_due)])
+        if timer_due is None:
+            # Whoever takes the lease now may die mid-replay: the sweeper must look.
+            batch.call("zadd", self.keys.watch, {run_id: _ms(time.time() + self.lease)})
         (recorded, leased), *_ = batch.execute()
+        if timer_due is not None:
+            # Timers may be sent several times: only the one that records touches indexes.
+            after = self._batch()
+            member = self._timer_member(run_id, seq, timer_due)
+            after.call("zrem", self.keys.timers_due, member)
+            after.call("zrem", self.keys.timers_armed, member)
+            if leased:
+                after.call("zadd", self.keys.watch, {run_id: _ms(time.time() + self.lease)})
+            after.execute()
         return Recorded(bool(recorded), bool(leased))
 
     def record_retry(self, run_id: str, seq: int, event: dict[str, Any], deadline: float) -> bool:
@@ -260,27 +294,28 @@ class RedisStore(HistoryStore):
                                  [_ms(now), _ms(next_check), limit]))
 
     # -- webhooks and hooks -------------------------------------------------------------
-    def claim_tokens(self, run_id: str, claims: list[TokenClaim], force: bool = False
+    def claim_tokens(self, run_id: str, claims: list[TokenClaim], takeover: str = ""
                      ) -> list[tuple[TokenClaim, str]]:
         batch = self._batch()
         for claim in claims:
             batch.script("claim_token", [self.keys.token(claim.token)],
                          [run_id, claim.seq, claim.kind, claim.token, claim.method or "",
-                          codec.dumps(claim.respond_with), "1" if force else "0"])
+                          codec.dumps(claim.respond_with), takeover])
         holders = batch.execute() if claims else []
         return [(claim, holder) for claim, holder in zip(claims, holders, strict=True) if holder]
 
     def token_info(self, token: str) -> dict[str, str] | None:
         info = self.client.hgetall(self.keys.token(token))
         # The key is a hash of the token; compare the token itself in constant time too.
-        if not info or not hmac.compare_digest(info.get("token", ""), token):
+        if not info or not hmac.compare_digest(info.get("token", "").encode(), token.encode()):
             return None
         return dict(info)
 
-    def deliver(self, run_id: str, event: dict[str, Any]) -> bool:
+    def deliver(self, run_id: str, event: dict[str, Any], kind: str, token: str) -> bool:
         k = self.keys.run(run_id)
         appended, _ = (self._batch()
-                       .script("deliver", [k.history, k.state], [codec.dumps(event)])
+                       .script("deliver", [k.history, k.state, k.steps],
+                               [codec.dumps(event), event["seq"], f"{kind}:{token}"])
                        .call("zadd", self.keys.watch, {run_id: _ms(time.time() + self.lease)})
                        .execute())
         return bool(appended)
@@ -307,12 +342,13 @@ class RedisStore(HistoryStore):
         return True
 
     def arm_due_timers(self, now: float, limit: int = 500) -> list[tuple[str, int, float]]:
-        flat = self._script("arm_timers", [self.keys.timers_due, self.keys.timers_armed],
-                            [_ms(now), _ms(self.timer_horizon), _ms(self.timer_grace), limit])
+        members = self._script("arm_timers", [self.keys.timers_due, self.keys.timers_armed],
+                               [_ms(now), _ms(self.timer_horizon), _ms(self.timer_grace),
+                                _ms(self.lease), limit])
         out = []
-        for member, due in zip(flat[::2], flat[1::2], strict=True):
-            run_id, _, seq = member.rpartition("/")
-            out.append((run_id, int(seq), float(due) / 1000))
+        for member in members:
+            run_id, seq, due_ms = member.rsplit("/", 2)
+            out.append((run_id, int(seq), int(due_ms) / 1000))
         return out
 
     def timer_counts(self) -> tuple[int, int]:

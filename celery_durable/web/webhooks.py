@@ -50,6 +50,10 @@ def webhooks_blueprint(durable: Durable, name: str = "celery_durable_webhooks") 
         allowed = info.get("method") or ""
         if allowed and request.method != allowed:
             return _error(405, f"this webhook accepts {allowed} only", Allow=allowed)
+        if not allowed and request.method in ("OPTIONS", "HEAD"):
+            # Preflights and link checkers are not callers: answer, record nothing.
+            return Response(status=204 if request.method == "OPTIONS" else 200,
+                            headers={"Allow": ", ".join(m for m in METHODS if m != "HEAD")})
         limit = durable.settings.webhook_max_bytes
         if request.content_length is not None and request.content_length > limit:
             return _error(413, f"request body over {limit} bytes")
@@ -63,7 +67,7 @@ def webhooks_blueprint(durable: Durable, name: str = "celery_durable_webhooks") 
             "headers": [[k, v] for k, v in request.headers.items()],
             "args": [[k, v] for k, v in request.args.items(multi=True)],
             "body": base64.b64encode(body).decode()}}
-        if not durable.store.deliver(run_id, event):
+        if not durable.store.deliver(run_id, event, "webhook", token):
             return _error(404, "not found")  # the run ended meanwhile
         try:
             durable.wake(run_id)

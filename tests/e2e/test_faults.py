@@ -82,7 +82,7 @@ def test_duplicate_step_message_changes_nothing(proj, shared_worker, scratch):
 
 
 def test_step_that_keeps_killing_its_worker_fails_after_its_attempts(proj, start_worker, scratch):
-    worker = start_worker()  # its own: the pool restarts children it loses, slowly
+    worker = start_worker(extra_env=SHORT_LEASE)  # lost messages come back within a lease
     key = uuid.uuid4().hex
     run = proj.crashing.start(key)
     with pytest.raises(Exception, match="worker was lost") as info:

@@ -1,19 +1,33 @@
 -- Append a replay's new commands; end the run or release the lease.
 -- KEYS[1] history  KEYS[2] state  KEYS[3] lease  KEYS[4] steps  KEYS[5] done
 -- ARGV[1] lease token  ARGV[2] now (ms)  ARGV[3] final status or ''
--- ARGV[4] final event (JSON) or ''  ARGV[5] retention (s)  ARGV[6] n = number of events
--- ARGV[7] '1' to keep the lease (the events include deliveries to replay at once)
--- ARGV[8 .. 7+n] events (JSON)  ARGV[8+n ..] seqs of steps now queued
--- Returns -1 if the lease is not ours, 1 if released or ended, 0 if events the
--- caller has not seen arrived meanwhile (the caller keeps the lease and reads them).
+-- ARGV[4] final event (JSON) or ''  ARGV[5] retention (s)
+-- ARGV[6] '1' to keep the lease (the events include deliveries to replay at once)
+-- ARGV[7] marks (JSON): {"queued": [seq], "timers": [[seq, due ms]],
+--         "inboxes": [[seq, "kind:token"]], "disposed": [seq]}
+-- ARGV[8 ..] events (JSON)
+-- Returns -1 if the lease is not ours (nothing written), 1 if released or ended, 0 if
+-- events the caller has not seen arrived meanwhile (it keeps the lease and reads them).
+--
+-- The marks make the global indexes safe to write before this script runs: a timer
+-- fires, and a webhook or hook receives, only what a committed command marked here.
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
-local n = tonumber(ARGV[6])
-for i = 8, 7 + n do redis.call('RPUSH', KEYS[1], ARGV[i]) end
-for i = 8 + n, #ARGV do
+for i = 8, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+local marks = cjson.decode(ARGV[7])
+for _, seq in ipairs(marks.queued or {}) do
   -- A step re-dispatched as lost may have recorded its outcome meanwhile.
-  if redis.call('HEXISTS', KEYS[4], 'done:' .. ARGV[i]) == 0 then
-    redis.call('HSET', KEYS[4], 'inflight:' .. ARGV[i], 'q:' .. ARGV[2])
+  if redis.call('HEXISTS', KEYS[4], 'done:' .. seq) == 0 then
+    redis.call('HSET', KEYS[4], 'inflight:' .. seq, 'q:' .. ARGV[2])
   end
+end
+for _, timer in ipairs(marks.timers or {}) do
+  redis.call('HSET', KEYS[4], 'timer:' .. timer[1], string.format('%d', timer[2]))
+end
+for _, inbox in ipairs(marks.inboxes or {}) do
+  redis.call('HSET', KEYS[4], 'inbox:' .. inbox[1], inbox[2])
+end
+for _, seq in ipairs(marks.disposed or {}) do
+  redis.call('HDEL', KEYS[4], 'inbox:' .. seq)
 end
 if ARGV[3] ~= '' then
   redis.call('RPUSH', KEYS[1], ARGV[4])
@@ -27,7 +41,7 @@ if ARGV[3] ~= '' then
   end
   return 1
 end
-if ARGV[7] == '1' or redis.call('HEXISTS', KEYS[2], 'dirty') == 1 then
+if ARGV[6] == '1' or redis.call('HEXISTS', KEYS[2], 'dirty') == 1 then
   return 0
 end
 redis.call('DEL', KEYS[3])

@@ -1,10 +1,14 @@
 -- Record a command's outcome once, and try to take the run's lease.
 -- KEYS[1] history  KEYS[2] state  KEYS[3] steps  KEYS[4] lease
 -- ARGV[1] seq  ARGV[2] outcome event (JSON)  ARGV[3] lease token ('' to not take it)
--- ARGV[4] lease length (ms)
--- Returns {recorded, leased}: {0, 0} when the run ended or an outcome is already
--- recorded (the first one wins); the dirty flag tells a lease holder to read on.
+-- ARGV[4] lease length (ms)  ARGV[5] for a timer: its due time (ms) as committed, else ''
+-- Returns {recorded, leased}: {0, 0} when the run ended, an outcome is already
+-- recorded (the first one wins), or a timer does not match a committed one; the
+-- dirty flag tells a lease holder to read on.
 if redis.call('HGET', KEYS[2], 'status') ~= 'running' then return {0, 0} end
+if ARGV[5] ~= '' and redis.call('HGET', KEYS[3], 'timer:' .. ARGV[1]) ~= ARGV[5] then
+  return {0, 0}
+end
 if redis.call('HSETNX', KEYS[3], 'done:' .. ARGV[1], 1) == 0 then return {0, 0} end
 redis.call('RPUSH', KEYS[1], ARGV[2])
 redis.call('HDEL', KEYS[3], 'inflight:' .. ARGV[1])
