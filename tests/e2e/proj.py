@@ -415,3 +415,13 @@ async def hook_random() -> dict:
     hook = create_hook()
     await publish("hook", hook.token)
     return {"payload": await hook}
+
+
+@durable.workflow
+async def hook_twice(token: str) -> list:
+    seen = []
+    for round_ in range(2):
+        with create_hook(token) as hook:
+            await publish(f"hook{round_}", hook.token)
+            seen.append(await hook)
+    return seen

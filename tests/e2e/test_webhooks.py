@@ -165,3 +165,34 @@ def test_hook_tokens_are_not_webhook_urls(proj, shared_worker, web_base, scratch
         proj.durable.resume_hook("no-such-token", 1)
     proj.durable.resume_hook(token, "x")
     assert run.result(timeout=30) == {"payload": "x"}
+
+
+def test_hook_recreated_with_the_same_token_keeps_working(proj, shared_worker, scratch):
+    token = f"loop:{uuid.uuid4().hex[:8]}"
+    run = proj.hook_twice.start(token)
+    published(scratch, "hook0", run)
+    proj.durable.resume_hook(token, "first")
+    published(scratch, "hook1", run)
+    wait_for(lambda: proj.durable.store.token_info(token) and
+             proj.durable.store.token_info(token)["seq"] != "1", what="the second hook")
+    proj.durable.resume_hook(token, "second")
+    assert run.result(timeout=30) == ["first", "second"]
+
+
+def test_non_ascii_hook_token(proj, shared_worker, scratch):
+    token = f"café:{uuid.uuid4().hex[:6]}"
+    run = proj.hook_wait.start(token)
+    published(scratch, "hook", run)
+    proj.durable.resume_hook(token, "ü")
+    assert run.result(timeout=30) == {"payload": "ü"}
+
+
+def test_options_and_head_are_answered_but_not_recorded(proj, shared_worker, web_base, scratch):
+    run = proj.webhook_once.start()
+    url = published(scratch, "url", run)
+    before = len(run.events())
+    assert http("OPTIONS", url)[0] == 204
+    assert http("HEAD", url)[0] == 200
+    assert len(run.events()) == before
+    http("DELETE", url)
+    assert run.result(timeout=30)["method"] == "DELETE"

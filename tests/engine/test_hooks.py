@@ -546,3 +546,17 @@ def test_every_interleaving_of_requests_and_a_step_replays_identically(make_sim,
     assert sim.steps[-1]["args"] == [arrived]
     assert sim.outcome.value == "ok"
     sim.verify_replay()
+
+
+@pytest.mark.parametrize("headers", [{"X-A": "a\r\nSet-Cookie: x"}, {"X-B": "日本"},
+                                     {"bad name": "v"}], ids=["crlf", "non-latin-1", "name"])
+def test_bad_response_headers_are_refused_in_the_workflow(make_sim, headers):
+    async def workflow():
+        try:
+            create_webhook(respond_with=(200, "ok", headers))
+        except ValueError as exc:
+            return str(exc)
+        return "accepted"
+
+    sim = make_sim(workflow)
+    assert "header" in sim.outcome.value

@@ -16,7 +16,8 @@ local soon = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) + to
   'WITHSCORES', 'LIMIT', 0, ARGV[5])
 for i = 1, #soon, 2 do
   redis.call('ZREM', KEYS[1], soon[i])
-  redis.call('ZADD', KEYS[2], tonumber(soon[i + 1]) + tonumber(ARGV[3]), soon[i])
+  local from = math.max(tonumber(soon[i + 1]), tonumber(ARGV[1]))  -- overdue: from now
+  redis.call('ZADD', KEYS[2], from + tonumber(ARGV[3]), soon[i])
   table.insert(out, soon[i])
 end
 return out
