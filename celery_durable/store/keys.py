@@ -14,7 +14,9 @@ key                                         type    holds
 ``<prefix>:{<run>}:steps``                  hash    ``done:<seq>`` (outcome recorded once),
                                                     ``attempt:<seq>``, ``inflight:<seq>``
                                                     (``q:<ms>`` queued, or the running step's
-                                                    lease deadline in ms)
+                                                    lease deadline in ms), ``timer:<seq>``
+                                                    (committed due time, ms), ``inbox:<seq>``
+                                                    (``<kind>:<token>`` of a live webhook/hook)
 ``<prefix>:{<run>}:done``                   list    one item once the run has ended (waiters
                                                     block on it)
 ``<prefix>:{<run>}:response:<request>``     list    the workflow's answer to a webhook request
@@ -23,13 +25,16 @@ key                                         type    holds
                                                     respond_with (the token itself, to compare)
 ``<prefix>:watch``                          zset    run id → when to check it for lost work (ms)
 ``<prefix>:runs``                           zset    run id → creation time (ms): the run list
-``<prefix>:{timers}:due``                   zset    ``<run>/<seq>`` → due time (ms): sleeps not
-                                                    yet handed to a broker message
-``<prefix>:{timers}:armed``                 zset    ``<run>/<seq>`` → fire-by time (ms): sleeps
-                                                    with an ETA message in flight
+``<prefix>:{timers}:due``                   zset    ``<run>/<seq>/<due ms>`` → due time (ms):
+                                                    sleeps not yet handed to a broker message
+``<prefix>:{timers}:armed``                 zset    ``<run>/<seq>/<due ms>`` → fire-by time (ms):
+                                                    sleeps with an ETA message in flight
 ==========================================  ======  ============================================
 
-The global sorted sets are updated by separate, idempotent commands; the two
+The global sorted sets and token keys are updated by separate, idempotent commands,
+written *before* the run's commit script: a timer fires, and a request or payload is
+delivered, only if the run's own ``timer:``/``inbox:`` mark (written by that script)
+agrees, so an entry left by a refused commit is harmless. The two
 timer sets share the hash tag ``{timers}`` so one script can move entries
 between them on Redis Cluster.
 """
