@@ -48,6 +48,9 @@ app.conf.update(
                                             "http://127.0.0.1:5000/durable"),
     durable_webhook_max_bytes=int(os.environ.get("DURABLE_TEST_WEBHOOK_MAX_BYTES", "4096")),
     durable_webhook_response_timeout=5,
+    # The history store may live on a Redis Cluster of its own (the broker cannot).
+    durable_redis_url=os.environ.get("DURABLE_TEST_STORE_URL") or REDIS_URL,
+    durable_redis_cluster=bool(os.environ.get("DURABLE_TEST_STORE_URL")),
     durable_replay_block_deadline=float(os.environ.get("DURABLE_TEST_BLOCK_DEADLINE", "2")),
     broker_connection_retry_on_startup=True,
     worker_prefetch_multiplier=1,
