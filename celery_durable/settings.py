@@ -39,11 +39,19 @@ class Settings:
     def from_app(cls, app: Celery) -> Settings:
         conf = app.conf
         broker = str(conf.broker_url or "")
-        default_url = broker if broker.startswith(("redis://", "rediss://", "unix://")) \
-            else "redis://localhost:6379/0"
+        default_url = broker if broker.startswith(
+            ("redis://", "rediss://", "unix://", "sentinel://")) else "redis://localhost:6379/0"
+        redis_url = conf.get("durable_redis_url") or default_url
+        redis_options = dict(conf.get("durable_redis_options") or {})
+        if redis_url == broker and broker.startswith("sentinel://"):
+            # The broker's Sentinel settings serve the store too, unless given apart.
+            transport = dict(conf.broker_transport_options or {})
+            for key in ("master_name", "sentinel_kwargs"):
+                if key in transport:
+                    redis_options.setdefault(key, transport[key])
         return cls(
-            redis_url=conf.get("durable_redis_url") or default_url,
-            redis_options=dict(conf.get("durable_redis_options") or {}),
+            redis_url=redis_url,
+            redis_options=redis_options,
             redis_cluster=bool(conf.get("durable_redis_cluster", False)),
             key_prefix=conf.get("durable_key_prefix") or "durable",
             webhook_base_url=conf.get("durable_webhook_base_url")

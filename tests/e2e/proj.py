@@ -7,6 +7,7 @@ share one Redis, one key prefix and one queue that nothing else uses.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from pathlib import Path
@@ -50,7 +51,8 @@ app.conf.update(
     durable_webhook_response_timeout=5,
     # The history store may live on a Redis Cluster of its own (the broker cannot).
     durable_redis_url=os.environ.get("DURABLE_TEST_STORE_URL") or REDIS_URL,
-    durable_redis_cluster=bool(os.environ.get("DURABLE_TEST_STORE_URL")),
+    durable_redis_cluster=os.environ.get("DURABLE_TEST_STORE_CLUSTER") == "1",
+    durable_redis_options=json.loads(os.environ.get("DURABLE_TEST_STORE_OPTIONS") or "{}"),
     durable_replay_block_deadline=float(os.environ.get("DURABLE_TEST_BLOCK_DEADLINE", "2")),
     broker_connection_retry_on_startup=True,
     worker_prefetch_multiplier=1,

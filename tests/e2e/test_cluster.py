@@ -1,10 +1,13 @@
-"""The history store on a real Redis Cluster: every script stays in one slot."""
+"""The history store on a real Redis Cluster (every script stays in one slot) and
+behind Redis Sentinel."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from tests.support.redis_cluster import start_private_cluster
+from tests.support.redis_cluster import start_private_cluster, start_private_sentinel
 
 from .test_redis_restart import client
 
@@ -13,7 +16,7 @@ pytestmark = pytest.mark.e2e
 CHECK = """
 import asyncio, uuid
 from tests.e2e import proj
-assert type(proj.durable.store.client).__name__ == "RedisCluster"
+print(type(proj.durable.store.client).__name__)
 out = []
 out.append(proj.data_pipeline.start({"name": "ada"}).result(timeout=60))
 out.append(proj.fan_out.start(30).result(timeout=60))
@@ -37,14 +40,35 @@ def test_runs_complete_with_the_store_on_a_cluster(e2e_env, start_worker):
     except RuntimeError as exc:  # pragma: no cover - a redis-server without cluster support
         pytest.skip(f"cannot start a local Redis Cluster here: {exc}")
     try:
-        env = dict(e2e_env, DURABLE_TEST_STORE_URL=nodes[0].url)
+        env = dict(e2e_env, DURABLE_TEST_STORE_URL=nodes[0].url, DURABLE_TEST_STORE_CLUSTER="1")
         worker = start_worker(extra_env=env)
         try:
             printed = client(env, CHECK, timeout=120)
         except AssertionError:
             print(worker.tail())
             raise
-        assert printed == ("['stored:VALID:ADA', 435, True, [16, 18], {'payload': 'hi'}]")
+        assert printed.splitlines() == [
+            "RedisCluster", "['stored:VALID:ADA', 435, True, [16, 18], {'payload': 'hi'}]"]
     finally:
         for node in nodes:
             node.close()
+
+
+def test_runs_complete_with_the_store_behind_sentinel(e2e_env, start_worker):
+    master, sentinel = start_private_sentinel("durable-master")
+    try:
+        env = dict(e2e_env, DURABLE_TEST_STORE_URL=f"sentinel://127.0.0.1:{sentinel.port}",
+                   DURABLE_TEST_STORE_OPTIONS=json.dumps({"master_name": "durable-master"}))
+        worker = start_worker(extra_env=env)
+        try:
+            printed = client(env, CHECK, timeout=120)
+        except AssertionError:
+            print(worker.tail())
+            raise
+        assert printed.splitlines() == [
+            "Redis", "['stored:VALID:ADA', 435, True, [16, 18], {'payload': 'hi'}]"]
+        # The data went to the master the sentinel names.
+        assert any(key.startswith(b"durable-") for key in master.client().scan_iter(count=1000))
+    finally:
+        sentinel.close()
+        master.close()

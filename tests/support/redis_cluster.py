@@ -1,4 +1,5 @@
-"""A private three-node Redis Cluster on loopback, for the store's Cluster tests.
+"""A private Redis Cluster, or a master with a Sentinel, on loopback, for the store's
+scale-out tests.
 
 Built with plain ``redis-server`` processes (``--cluster-enabled yes``); slots are
 assigned and nodes introduced with CLUSTER ADDSLOTS / MEET, so no ``redis-cli`` is
@@ -7,9 +8,14 @@ needed. Only servers this module started are ever stopped.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tempfile
+
 import redis
 
-from .redis_server import RedisHandle, start_private_redis, wait_until
+from .redis_server import RedisHandle, free_port, ping, start_private_redis, wait_until
 
 SLOTS = 16384
 
@@ -47,4 +53,42 @@ def start_private_cluster(nodes: int = 3, deadline: float = 30.0) -> list[RedisH
     except Exception:
         for handle in handles:
             handle.close()
+        raise
+
+
+class SentinelProcess:
+    """A ``redis-server --sentinel`` this module started (its config file first)."""
+
+    def __init__(self, binary: str, port: int, folder: str, master_name: str,
+                 master_port: int) -> None:
+        self.port = port
+        self.folder = folder
+        conf = os.path.join(folder, "sentinel.conf")
+        with open(conf, "w") as f:
+            f.write(f"port {port}\nbind 127.0.0.1\ndir {folder}\n"
+                    f"sentinel monitor {master_name} 127.0.0.1 {master_port} 1\n")
+        log = open(os.path.join(folder, "sentinel.log"), "ab")  # noqa: SIM115 - kept open
+        self.process = subprocess.Popen([binary, conf, "--sentinel"], stdout=log,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if not wait_until(lambda: ping(f"redis://127.0.0.1:{port}"), 10.0):
+            self.close()
+            raise RuntimeError(f"the test sentinel did not answer on port {port}")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def start_private_sentinel(master_name: str) -> tuple[RedisHandle, SentinelProcess]:
+    """A private master and one Sentinel watching it."""
+    master = start_private_redis()
+    try:
+        assert master.binary is not None
+        return master, SentinelProcess(master.binary, free_port(),
+                                       tempfile.mkdtemp(prefix="celery-durable-sentinel-"),
+                                       master_name, int(master.port or 0))
+    except Exception:
+        master.close()
         raise
