@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import inspect
 import logging
+import math
 import sys
 import threading
 import time
@@ -40,8 +41,6 @@ ORCHESTRATE_TASK = "celery_durable.orchestrate"
 FIRE_TIMER_TASK = "celery_durable.fire_timer"
 _STEP_ID_NAMESPACE = uuid.UUID("6f1c1c56-3f0e-4a43-9d0c-6f8a0c5e2d11")
 
-_ENDED = frozenset({"completed", "failed", "cancelled", "missing"})
-
 
 
 def _qualified_name(fn: Callable[..., Any]) -> str:
@@ -68,7 +67,7 @@ class Step(Generic[R]):
     """
 
     def __init__(self, durable: Durable, fn: Callable[..., Any], name: str,
-                 max_retries: int, task: Any) -> None:
+                 max_retries: float, task: Any) -> None:
         self.durable = durable
         self.fn = fn
         self.name = name
@@ -141,7 +140,7 @@ class Durable:
         app._celery_durable = self
         self.workflows: dict[str, Workflow[Any]] = {}
         self.steps: dict[str, Step[Any]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._settings: Settings | None = None
         self._store: RedisStore | None = None
         self._orchestrator: Orchestrator | None = None
@@ -158,7 +157,9 @@ class Durable:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = Settings.from_app(self.app)
+            with self._lock:
+                if self._settings is None:
+                    self._settings = Settings.from_app(self.app)
         return self._settings
 
     @property
@@ -178,20 +179,27 @@ class Durable:
     @property
     def errors(self) -> codec.ErrorCodec:
         if self._errors is None:
-            self._errors = codec.ErrorCodec(self.app)
+            with self._lock:
+                if self._errors is None:
+                    self._errors = codec.ErrorCodec(self.app)
         return self._errors
 
     @property
     def orchestrator(self) -> Orchestrator:
         if self._orchestrator is None:
-            s = self.settings
-            self._orchestrator = Orchestrator(
-                store=self.store, workflows=_WorkflowFunctions(self.workflows),
-                dispatch=self.dispatch, errors=self.errors,
-                cache=InstanceCache(s.cache_size), lease=s.step_lease,
-                block_deadline=s.replay_block_deadline, timer_horizon=s.timer_horizon,
-                webhook_base_url=s.webhook_base_url)
+            with self._lock:
+                if self._orchestrator is None:
+                    self._orchestrator = self._make_orchestrator()
         return self._orchestrator
+
+    def _make_orchestrator(self) -> Orchestrator:
+        s = self.settings
+        return Orchestrator(
+            store=self.store, workflows=_WorkflowFunctions(self.workflows),
+            dispatch=self.dispatch, errors=self.errors,
+            cache=InstanceCache(s.cache_size), lease=s.step_lease,
+            block_deadline=s.replay_block_deadline, timer_horizon=s.timer_horizon,
+            webhook_base_url=s.webhook_base_url)
 
     # -- decorators ---------------------------------------------------------------
     @overload
@@ -213,12 +221,14 @@ class Durable:
         if not callable(fn):
             raise TypeError(f"@durable.step decorates a function, got {fn!r}")
         name = options.pop("name", None) or _qualified_name(fn)
-        max_retries = options.get("max_retries")
-        if max_retries is None:
-            max_retries = int(self.app.conf.get("durable_default_max_retries", 3))
-        if max_retries < 0:
-            raise ValueError(f"step {name!r}: max_retries must be 0 or more, got {max_retries}")
-        options["max_retries"] = max_retries
+        if "max_retries" in options and options["max_retries"] is None:
+            max_retries: float = math.inf  # Celery's None: retry for ever
+        else:
+            max_retries = options.get("max_retries", self.settings.default_max_retries)
+            if not isinstance(max_retries, int) or max_retries < 0:
+                raise ValueError(f"step {name!r}: max_retries must be an int >= 0 or None "
+                                 f"(no limit), got {max_retries!r}")
+            options["max_retries"] = max_retries
         if name in self.steps:
             raise ValueError(f"a step named {name!r} is already registered; pass name=... "
                              "to one of them")
@@ -363,10 +373,9 @@ class Durable:
         @self.app.task(name=ORCHESTRATE_TASK, acks_late=True, ignore_result=True, shared=False)
         def orchestrate(run_id: str, recover: bool = False) -> str:
             """Continue a durable run (celery_durable's orchestrator)."""
-            outcome = durable.orchestrator.drive(run_id, recover=recover)
-            if recover and outcome in _ENDED | {"waiting"}:
-                durable.store.unwatch_if_idle(run_id)  # nothing can be lost: stop checking
-            return outcome
+            if recover:
+                return durable.orchestrator.recover(run_id)
+            return durable.orchestrator.drive(run_id)
 
         @self.app.task(name=FIRE_TIMER_TASK, acks_late=True, ignore_result=True, shared=False)
         def fire_timer(run_id: str, seq: int, due: float = 0.0) -> None:

@@ -107,6 +107,9 @@ class Orchestrator:
         except LeaseLost:
             replayer.discard()
             return "lease-lost"
+        except _StoreFailed as failure:  # Redis unreachable: not the workflow's fault
+            replayer.discard()
+            raise failure.__cause__ from None  # type: ignore[misc]
         except Exception as exc:  # noqa: BLE001 - divergence, blocking code, engine faults
             log = logger.error if isinstance(exc, (NonDeterminismError, WorkflowBlockedError)) \
                 else logger.exception
@@ -115,7 +118,7 @@ class Orchestrator:
         now = time.time()
         if final is None and replayer.outcome is not None:
             final = self._final_event(run_id, replayer, replayer.outcome, now)
-        lost = self.store.lost_steps(run_id, now) if recover and final is None else []
+        lost = self.store.check_inflight(run_id, now)[0] if recover and final is None else []
         queued = [c.seq for c in commands if isinstance(c, h.StepCommand)] + lost
         commit = Commit(
             events=[command.to_event(now) for command in commands], queued=queued, final=final,
@@ -131,6 +134,11 @@ class Orchestrator:
             logger.warning("%s", exc)
             replayer.discard()
             return "lease-lost"
+        if final is not None:  # nothing to send for a run that just ended
+            replayer.discard()
+            status = str(final["type"]).removeprefix("run_")
+            logger.info("run %s %s", run_id, status)
+            return status
         armed = {seq for seq, _, is_armed in commit.timers if is_armed}
         for command in commands:
             if isinstance(command, h.TimerCommand) and command.seq not in armed:
@@ -142,17 +150,35 @@ class Orchestrator:
                 logger.warning("run %s: step #%d lost its worker or message; sending it again",
                                run_id, seq)
                 self.dispatch(run_id, lost_command)
-        if final is not None:
-            replayer.discard()
-            status = str(final["type"]).removeprefix("run_")
-            logger.info("run %s %s", run_id, status)
-            return status
+        # Marked "being published" by the commit: a worker dying before this line leaves
+        # marks the sweeper resends after a lease, not after the long queue timeout.
+        self.store.published(run_id, queued)
         if released and not replayer.pending_steps():
             # It waits only on the outside world (a sleep, a webhook): nothing of it can be
             # lost, so the sweeper need not look. Whatever wakes it re-adds it.
             self.store.unwatch_if_idle(run_id)
         self.cache.put(replayer)
         return "waiting" if released else "again"
+
+    def recover(self, run_id: str) -> str:
+        """The sweeper's check of a run it watches: drive it if work was lost or events
+        wait unseen, else check again when the next in-flight step could be lost."""
+        now = time.time()
+        lost, next_due = self.store.check_inflight(run_id, now)
+        state = self.store.state(run_id) or {}
+        if state.get("status") != "running":
+            self.store.unwatch_if_idle(run_id)
+            return state.get("status", "missing")
+        if lost or state.get("dirty") or state.get("replaying"):
+            outcome = self.drive(run_id, recover=True)
+            if outcome != "busy" and next_due is None:
+                self.store.unwatch_if_idle(run_id)
+            return outcome
+        if next_due is not None:
+            self.store.watch(run_id, next_due + 0.05)  # just after it could be lost
+            return "waiting"
+        self.store.unwatch_if_idle(run_id)
+        return "idle"
 
     def _tokens(self, run_id: str, replayer: Replayer, commands: list[h.Command],
                 commit: Commit, now: float) -> None:
@@ -230,6 +256,14 @@ class _LeaseRenewer:
     def __call__(self) -> None:
         if time.monotonic() - self.last < self.every:
             return
-        if not self.store.renew(self.run_id, self.token):
+        try:
+            renewed = self.store.renew(self.run_id, self.token)
+        except Exception as exc:
+            raise _StoreFailed() from exc
+        if not renewed:
             raise LeaseLost(f"run {self.run_id!r}: lease lost during a long replay")
         self.last = time.monotonic()
+
+
+class _StoreFailed(Exception):
+    """The store failed while replaying: re-raised as its cause, never a workflow error."""

@@ -133,7 +133,7 @@ class StepRunner:
         self.durable = durable
         self.heartbeat = Heartbeat(durable)
 
-    def execute(self, task: Any, name: str, fn: Callable[..., Any], max_retries: int,
+    def execute(self, task: Any, name: str, fn: Callable[..., Any], max_retries: float,
                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         marker = getattr(task.request, "durable", None)
         if not marker:
@@ -162,11 +162,14 @@ class StepRunner:
         reset = _current_step.set(meta)
         self.heartbeat.add(run_id, seq)
         try:
-            event = self._attempt(task, meta, fn, max_retries, args, kwargs)
+            event = self._attempt(task, meta, fn, max_retries)(args, kwargs)
         finally:
+            # Before anything is recorded: a late beat must not overwrite a retry's mark.
             self.heartbeat.remove(run_id, seq)
             _current_step.reset(reset)
-        if event is not None:  # None: a retry was scheduled
+        if event["type"] == h.STEP_RETRYING:
+            self._schedule_retry(meta, event, args, kwargs)
+        else:
             self._finish(meta, event)
         return None
 
@@ -182,47 +185,55 @@ class StepRunner:
                 == "unknown-workflow":
             durable.wake(meta.run_id)  # this worker lacks the workflow: hand it on
 
-    def _attempt(self, task: Any, meta: StepMetadata, fn: Callable[..., Any], max_retries: int,
-                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    def _attempt(self, task: Any, meta: StepMetadata, fn: Callable[..., Any],
+                 max_retries: float) -> Callable[[tuple[Any, ...], dict[str, Any]],
+                                                 dict[str, Any]]:
+        """A call of the step that returns its outcome as an event (completed, failed,
+        or retrying with ``retry_at``)."""
         errors = self.durable.errors
-        try:
-            value = fn(*args, **kwargs)
-            if inspect.iscoroutine(value):
-                value = run_coroutine(value)
-        except FatalError as exc:
-            logger.info("run %s step #%d %s: fatal error %r", meta.run_id, meta.seq, meta.name,
-                        exc)
-            return {"type": h.STEP_FAILED, "seq": meta.seq, "at": time.time(),
-                    "attempt": meta.attempt, "error": errors.encode(exc)}
-        except Exception as exc:  # noqa: BLE001 - any step error is retried or recorded
-            if meta.attempt <= max_retries:
-                delay = exc.delay_seconds() if isinstance(exc, RetryableError) else None
-                if delay is None:
-                    delay = backoff_delay(meta.attempt,
-                                          base=float(getattr(task, "retry_backoff", 0) or 1.0),
-                                          maximum=float(getattr(task, "retry_backoff_max", 600)),
-                                          jitter=bool(getattr(task, "retry_jitter", True)))
-                self._schedule_retry(task, meta, exc, delay, args, kwargs)
-                return None
-            logger.info("run %s step #%d %s: failed after %d attempts: %r", meta.run_id,
-                        meta.seq, meta.name, meta.attempt, exc)
-            return {"type": h.STEP_FAILED, "seq": meta.seq, "at": time.time(),
-                    "attempt": meta.attempt, "error": errors.encode(exc)}
-        try:
-            value = codec.check_value(f"the result of step {meta.name!r}", value)
-        except TypeError as exc:
-            return {"type": h.STEP_FAILED, "seq": meta.seq, "at": time.time(),
-                    "attempt": meta.attempt, "error": errors.encode(exc)}
-        return {"type": h.STEP_COMPLETED, "seq": meta.seq, "at": time.time(), "result": value}
 
-    def _schedule_retry(self, task: Any, meta: StepMetadata, exc: BaseException, delay: float,
+        def event(kind: str, **fields: Any) -> dict[str, Any]:
+            return {"type": kind, "seq": meta.seq, "at": time.time(), **fields}
+
+        def call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+            try:
+                value = fn(*args, **kwargs)
+                if inspect.iscoroutine(value):
+                    value = run_coroutine(value)
+            except FatalError as exc:
+                logger.info("run %s step #%d %s: fatal error %r", meta.run_id, meta.seq,
+                            meta.name, exc)
+                return event(h.STEP_FAILED, attempt=meta.attempt, error=errors.encode(exc))
+            except Exception as exc:  # noqa: BLE001 - any step error is retried or recorded
+                if meta.attempt <= max_retries:
+                    delay = exc.delay_seconds() if isinstance(exc, RetryableError) else None
+                    if delay is None:
+                        delay = backoff_delay(
+                            meta.attempt, base=float(getattr(task, "retry_backoff", 0) or 1.0),
+                            maximum=float(getattr(task, "retry_backoff_max", 600)),
+                            jitter=bool(getattr(task, "retry_jitter", True)))
+                    retrying = event(h.STEP_RETRYING, attempt=meta.attempt,
+                                     error=errors.encode(exc))
+                    retrying["retry_at"] = retrying["at"] + delay
+                    logger.info("run %s step #%d %s: attempt %d failed (%r); retrying in %.1fs",
+                                meta.run_id, meta.seq, meta.name, meta.attempt, exc, delay)
+                    return retrying
+                logger.info("run %s step #%d %s: failed after %d attempts: %r", meta.run_id,
+                            meta.seq, meta.name, meta.attempt, exc)
+                return event(h.STEP_FAILED, attempt=meta.attempt, error=errors.encode(exc))
+            try:
+                value = codec.check_value(f"the result of step {meta.name!r}", value)
+            except TypeError as exc:
+                return event(h.STEP_FAILED, attempt=meta.attempt, error=errors.encode(exc))
+            return event(h.STEP_COMPLETED, result=value)
+
+        return call
+
+    def _schedule_retry(self, meta: StepMetadata, event: dict[str, Any],
                         args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        now = time.time()
-        event = {"type": h.STEP_RETRYING, "seq": meta.seq, "at": now, "attempt": meta.attempt,
-                 "retry_at": now + delay, "error": self.durable.errors.encode(exc)}
+        """Record the failed attempt, then send the step again with a countdown."""
         lease = self.durable.settings.step_lease
-        if self.durable.store.record_retry(meta.run_id, meta.seq, event, now + delay + lease):
-            logger.info("run %s step #%d %s: attempt %d failed (%r); retrying in %.1fs",
-                        meta.run_id, meta.seq, meta.name, meta.attempt, exc, delay)
+        retry_at = float(event["retry_at"])
+        if self.durable.store.record_retry(meta.run_id, meta.seq, event, retry_at + lease):
             self.durable.send_step(meta.run_id, meta.seq, meta.name, list(args), kwargs,
-                                   countdown=delay)
+                                   countdown=max(0.0, retry_at - time.time()))

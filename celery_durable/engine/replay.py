@@ -320,11 +320,6 @@ class Replayer:
         """Seqs of steps whose outcome has not been delivered yet."""
         return sorted(seq for seq, w in self._waiting.items() if isinstance(w, asyncio.Future))
 
-    def pending_timers(self) -> list[int]:
-        """Seqs of timers not fired yet (dropped from the index when the run ends)."""
-        return sorted(seq for seq, w in self._waiting.items()
-                      if isinstance(w, asyncio.TimerHandle))
-
     @property
     def waiting_on(self) -> list[int]:
         """Seqs of commands whose outcome the workflow still waits for."""

@@ -140,12 +140,16 @@ class HistoryStore(abc.ABC):
         """Block up to ``timeout`` seconds until the run ends; True if it has."""
 
     @abc.abstractmethod
-    def lost_steps(self, run_id: str, now: float) -> list[int]:
-        """Seqs of running steps whose deadline passed (their worker stopped answering)."""
+    def check_inflight(self, run_id: str, now: float) -> tuple[list[int], float | None]:
+        """Steps whose message or worker is lost, and when the next one could be."""
 
     @abc.abstractmethod
-    def has_inflight(self, run_id: str) -> bool:
-        """True while any step of the run is queued, running or waiting to retry."""
+    def published(self, run_id: str, seqs: list[int]) -> None:
+        """The messages of these steps were sent (their commit marked them first)."""
+
+    @abc.abstractmethod
+    def watch(self, run_id: str, when: float) -> None:
+        """Have the sweeper check the run at ``when``."""
 
     @abc.abstractmethod
     def claim_due_runs(self, now: float, next_check: float, limit: int) -> list[str]:

@@ -9,7 +9,9 @@ key                                         type    holds
 ``<prefix>:{<run>}:history``                list    the events, JSON, append-only
 ``<prefix>:{<run>}:state``                  hash    status, workflow, created/ended times,
                                                     ``dirty`` (events the lease holder has not
-                                                    seen), ``cancel``, ``outcome`` (final event)
+                                                    seen), ``replaying`` (a replay took the
+                                                    lease and has not committed), ``cancel``,
+                                                    ``outcome`` (final event)
 ``<prefix>:{<run>}:lease``                  string  token of the worker replaying the run (PX)
 ``<prefix>:{<run>}:steps``                  hash    ``done:<seq>`` (outcome recorded once),
                                                     ``attempt:<seq>``, ``inflight:<seq>``

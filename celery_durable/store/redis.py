@@ -24,7 +24,7 @@ from .keys import KeySchema
 
 SCRIPTS = ("create", "load", "commit", "begin_step", "heartbeat", "record", "retry", "cancel",
            "claim_due", "release", "renew", "busy", "arm_timers", "claim_token",
-           "release_token", "deliver")
+           "release_token", "deliver", "published", "unwatch")
 
 #: How long an answer to a held webhook request waits for its caller to read it.
 RESPONSE_TTL = 120
@@ -149,12 +149,13 @@ class RedisStore(HistoryStore):
                    watch_at: float) -> bool:
         k = self.keys.run(run_id)
         now = _ms(time.time())
-        created, _, _ = (self._batch()
-                         .script("create", [k.history, k.state],
-                                 [codec.dumps(started), workflow, now])
-                         .call("zadd", self.keys.runs, {run_id: now}, nx=True)
-                         .call("zadd", self.keys.watch, {run_id: _ms(watch_at)})
-                         .execute())
+        # Index entries first (see commit): dying in between leaves a harmless entry.
+        *_, created = (self._batch()
+                       .call("zadd", self.keys.runs, {run_id: now}, nx=True)
+                       .call("zadd", self.keys.watch, {run_id: _ms(watch_at)})
+                       .script("create", [k.history, k.state],
+                               [codec.dumps(started), workflow, now])
+                       .execute())
         return bool(created)
 
     def load(self, run_id: str, token: str, start: int) -> Loaded | None:
@@ -231,8 +232,9 @@ class RedisStore(HistoryStore):
     # -- steps ---------------------------------------------------------------------
     def begin_step(self, run_id: str, seq: int, deadline: float) -> StepClaim:
         k = self.keys.run(run_id)
+        now = time.time()
         run, attempt, status = self._script("begin_step", [k.history, k.state, k.steps],
-                                            [seq, _ms(deadline), repr(time.time())])
+                                            [seq, _ms(deadline), repr(now), _ms(now)])
         return StepClaim(bool(run), int(attempt), status)
 
     def heartbeat(self, steps: list[tuple[str, int]], deadline: float) -> None:
@@ -244,23 +246,18 @@ class RedisStore(HistoryStore):
     def record(self, run_id: str, seq: int, event: dict[str, Any], token: str,
                timer_due: float | None = None) -> Recorded:
         k = self.keys.run(run_id)
-        batch = self._batch().script(
-            "record", [k.history, k.state, k.steps, k.lease],
-            [seq, codec.dumps(event), token, _ms(self.lease),
-             "" if timer_due is None else _due_ms(timer_due)])
-        if timer_due is None:
-            # Whoever takes the lease now may die mid-replay: the sweeper must look.
-            batch.call("zadd", self.keys.watch, {run_id: _ms(time.time() + self.lease)})
-        (recorded, leased), *_ = batch.execute()
+        # Watched first: whoever takes the lease with this outcome may die mid-replay,
+        # and dying between the two calls (on a Cluster) must leave the run watched.
+        batch = self._batch().call("zadd", self.keys.watch,
+                                   {run_id: _ms(time.time() + self.lease)})
+        batch.script("record", [k.history, k.state, k.steps, k.lease],
+                     [seq, codec.dumps(event), token, _ms(self.lease),
+                      "" if timer_due is None else _due_ms(timer_due)])
         if timer_due is not None:
-            # Timers may be sent several times: only the one that records touches indexes.
-            after = self._batch()
             member = self._timer_member(run_id, seq, timer_due)
-            after.call("zrem", self.keys.timers_due, member)
-            after.call("zrem", self.keys.timers_armed, member)
-            if leased:
-                after.call("zadd", self.keys.watch, {run_id: _ms(time.time() + self.lease)})
-            after.execute()
+            batch.call("zrem", self.keys.timers_due, member)
+            batch.call("zrem", self.keys.timers_armed, member)
+        recorded, leased = batch.execute()[1]
         return Recorded(bool(recorded), bool(leased))
 
     def record_retry(self, run_id: str, seq: int, event: dict[str, Any], deadline: float) -> bool:
@@ -270,9 +267,9 @@ class RedisStore(HistoryStore):
 
     def request_cancel(self, run_id: str, event: dict[str, Any]) -> bool:
         k = self.keys.run(run_id)
-        accepted, _ = (self._batch()
-                       .script("cancel", [k.history, k.state], [codec.dumps(event)])
+        _, accepted = (self._batch()
                        .call("zadd", self.keys.watch, {run_id: _ms(time.time() + self.lease)})
+                       .script("cancel", [k.history, k.state], [codec.dumps(event)])
                        .execute())
         return bool(accepted)
 
@@ -302,22 +299,30 @@ class RedisStore(HistoryStore):
         return self.client.brpoplpush(done, done, timeout=self._block_for(timeout)) is not None
 
     # -- recovery ---------------------------------------------------------------------
-    def lost_steps(self, run_id: str, now: float) -> list[int]:
-        lost = []
-        for field, value in self.step_fields(run_id).items():
+    def check_inflight(self, run_id: str, now: float) -> tuple[list[int], float | None]:
+        lost, next_due = [], None
+        for field, mark in self.step_fields(run_id).items():
             if not field.startswith("inflight:"):
                 continue
-            if value.startswith("q:"):
-                # Queued and never begun for a whole queue timeout: its message is gone.
-                expired = int(value[2:]) < _ms(now - self.queue_timeout)
-            else:
-                expired = int(value) < _ms(now)
-            if expired:
+            kind, _, value = mark.rpartition(":")
+            if kind == "q":  # queued: its message may sit behind a backlog
+                expires = int(value) / 1000 + self.queue_timeout
+            elif kind == "p":  # the commit was written, the publish not confirmed
+                expires = int(value) / 1000 + self.lease
+            else:  # running until, or retrying by ("r"): then the worker is lost
+                expires = int(value) / 1000
+            if expires < now:
                 lost.append(int(field.split(":", 1)[1]))
-        return sorted(lost)
+            elif next_due is None or expires < next_due:
+                next_due = expires
+        return sorted(lost), next_due
 
-    def has_inflight(self, run_id: str) -> bool:
-        return any(f.startswith("inflight:") for f in self.step_fields(run_id))
+    def published(self, run_id: str, seqs: list[int]) -> None:
+        if seqs:
+            self._script("published", [self.keys.run(run_id).steps], [_ms(time.time()), *seqs])
+
+    def watch(self, run_id: str, when: float) -> None:
+        self.client.zadd(self.keys.watch, {run_id: _ms(when)})
 
     def claim_due_runs(self, now: float, next_check: float, limit: int) -> list[str]:
         return list(self._script("claim_due", [self.keys.watch],
@@ -343,10 +348,10 @@ class RedisStore(HistoryStore):
 
     def deliver(self, run_id: str, event: dict[str, Any], kind: str, token: str) -> bool:
         k = self.keys.run(run_id)
-        appended, _ = (self._batch()
+        _, appended = (self._batch()
+                       .call("zadd", self.keys.watch, {run_id: _ms(time.time() + self.lease)})
                        .script("deliver", [k.history, k.state, k.steps],
                                [codec.dumps(event), event["seq"], f"{kind}:{token}"])
-                       .call("zadd", self.keys.watch, {run_id: _ms(time.time() + self.lease)})
                        .execute())
         return bool(appended)
 
@@ -364,12 +369,13 @@ class RedisStore(HistoryStore):
 
     def unwatch_if_idle(self, run_id: str) -> bool:
         k = self.keys.run(run_id)
-        # Remove first, then look: an outcome recorded in between re-adds the run itself.
-        self.client.zrem(self.keys.watch, run_id)
+        # Push the entry on, look, and remove it only if nobody touched it meanwhile: an
+        # outcome recorded in between moves it, and dying in between leaves it.
+        mark = _ms(time.time() + self.lease)
+        self.client.zadd(self.keys.watch, {run_id: mark})
         if self._script("busy", [k.state, k.lease, k.steps], []):
-            self.client.zadd(self.keys.watch, {run_id: _ms(time.time() + self.lease)})
             return False
-        return True
+        return bool(self._script("unwatch", [self.keys.watch], [run_id, mark]))
 
     def arm_due_timers(self, now: float, limit: int = 500) -> list[tuple[str, int, float]]:
         members = self._script("arm_timers", [self.keys.timers_due, self.keys.timers_armed],

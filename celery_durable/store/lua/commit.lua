@@ -17,7 +17,7 @@ local marks = cjson.decode(ARGV[7])
 for _, seq in ipairs(marks.queued or {}) do
   -- A step re-dispatched as lost may have recorded its outcome meanwhile.
   if redis.call('HEXISTS', KEYS[4], 'done:' .. seq) == 0 then
-    redis.call('HSET', KEYS[4], 'inflight:' .. seq, 'q:' .. ARGV[2])
+    redis.call('HSET', KEYS[4], 'inflight:' .. seq, 'p:' .. ARGV[2])  -- being published
   end
 end
 for _, timer in ipairs(marks.timers or {}) do
@@ -32,7 +32,7 @@ end
 if ARGV[3] ~= '' then
   redis.call('RPUSH', KEYS[1], ARGV[4])
   redis.call('HSET', KEYS[2], 'status', ARGV[3], 'ended_at', ARGV[2], 'outcome', ARGV[4])
-  redis.call('HDEL', KEYS[2], 'dirty')
+  redis.call('HDEL', KEYS[2], 'dirty', 'replaying')
   redis.call('DEL', KEYS[3])
   redis.call('RPUSH', KEYS[5], ARGV[3])
   local ttl = tonumber(ARGV[5])
@@ -45,4 +45,5 @@ if ARGV[6] == '1' or redis.call('HEXISTS', KEYS[2], 'dirty') == 1 then
   return 0
 end
 redis.call('DEL', KEYS[3])
+redis.call('HDEL', KEYS[2], 'replaying')
 return 1

@@ -12,5 +12,8 @@ local holder = redis.call('GET', KEYS[3])
 if holder and holder ~= ARGV[1] then return false end
 if status ~= 'running' then return {status, {}, state[2]} end
 redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[3])
+-- 'replaying' stays until a commit releases the lease: if the lease expires with it
+-- still set, the replaying worker died and the sweeper must drive the run again.
+redis.call('HSET', KEYS[2], 'replaying', 1)
 redis.call('HDEL', KEYS[2], 'dirty')
 return {status, redis.call('LRANGE', KEYS[1], ARGV[2], -1), state[2]}
