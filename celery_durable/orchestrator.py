@@ -23,7 +23,7 @@ from .engine import history as h
 from .engine.cache import InstanceCache
 from .engine.replay import Outcome, Replayer
 from .errors import LeaseLost, NonDeterminismError, WorkflowBlockedError
-from .store.base import Commit, HistoryStore, TokenClaim
+from .store.base import Commit, HistoryStore, Loaded, TokenClaim
 
 logger = logging.getLogger("celery_durable.orchestrator")
 
@@ -61,24 +61,34 @@ class Orchestrator:
     timer_horizon: float = 300.0
     webhook_base_url: str = "http://localhost:5000/durable"
 
-    def drive(self, run_id: str, token: str | None = None, recover: bool = False) -> str:
+    def position(self, run_id: str) -> int:
+        """Where this process's live instance of the run stands (0 without one): the
+        history index to read from when this process takes the lease."""
+        return self.cache.position(run_id)
+
+    def drive(self, run_id: str, token: str | None = None, recover: bool = False,
+              loaded: Loaded | None = None) -> str:
         """Advance ``run_id`` as far as its history allows; return what happened.
 
         With ``token`` the caller already holds the lease (it took it when it
-        recorded an outcome). ``recover`` also re-dispatches steps whose worker
-        stopped answering. Returns ``"busy"`` (someone else holds the lease),
-        ``"waiting"``, ``"lease-lost"``, ``"unknown-workflow"`` or the run's final status.
+        recorded an outcome), and ``loaded`` may be what it read then. ``recover``
+        also re-dispatches steps whose worker stopped answering. Returns ``"busy"``
+        (someone else holds the lease), ``"waiting"``, ``"lease-lost"``,
+        ``"unknown-workflow"`` or the run's final status.
         """
         token = token or new_token()
         while True:
             replayer = self.cache.take(run_id)
-            loaded = self.store.load(run_id, token, replayer.position if replayer else 0)
+            start = replayer.position if replayer else 0
+            if loaded is None or loaded.start != start:
+                loaded = self.store.load(run_id, token, start)
             if loaded is None:
                 if replayer is not None:
                     self.cache.put(replayer)
                 return "busy"
             if replayer is not None and replayer.epoch != loaded.created_at:
                 replayer.discard()  # an older run that had the same id
+                loaded = None
                 continue
             if loaded.status != "running":
                 if replayer is not None:
@@ -91,7 +101,7 @@ class Orchestrator:
                     return "unknown-workflow"
                 replayer.epoch = loaded.created_at
             outcome = self._advance(run_id, token, replayer, loaded.events, recover)
-            recover = False
+            recover, loaded = False, None
             if outcome != "again":
                 return outcome
 
@@ -193,9 +203,10 @@ class Orchestrator:
         commit.inboxes = [(c.seq, c.kind, c.token) for c in claims]
         for claim, holder in self.store.claim_tokens(run_id, claims) if claims else []:
             holder_state = self.store.state(holder)
-            if holder_state is None or holder_state.get("status") != "running":
-                # Its holder ended without releasing it: take it over, unless a third
-                # run took it over first.
+            if holder_state is None or holder_state.get("status") != "running" or \
+                    self._abandoned(holder, claim, now):
+                # Its holder ended or disposed it without releasing the token (it died
+                # in between): take it over, unless a third run took it over first.
                 taken = self.store.claim_tokens(run_id, [claim], takeover=holder)
                 if not taken:
                     continue
@@ -213,6 +224,14 @@ class Orchestrator:
                 commit.responses.append((command.request_id, {
                     "status": command.status, "body": command.body,
                     "headers": command.headers, "base64": command.base64}))
+
+    def _abandoned(self, holder: str, claim: TokenClaim, now: float) -> bool:
+        """A live holder's claim its commit never marked (or its disposal unmarked),
+        older than a lease: that holder died between two round trips."""
+        if self.store.holds_inbox(holder, claim.kind, claim.token):
+            return False
+        info = self.store.token_info(claim.token) or {}
+        return int(info.get("claimed_at") or 0) / 1000 < now - self.lease
 
     def _new_replayer(self, run_id: str, events: list[dict[str, Any]]) -> Replayer | None:
         started = events[0] if events else {}

@@ -137,8 +137,9 @@ class Run:
             elif seq is not None and int(seq) in names and "name" not in event:
                 event["name"] = names[int(seq)]
             event["at"] = _iso(event.get("at"))
-            for key in ("due",):
+            for key in ("due", "retry_at"):
                 if key in event:
                     event[key] = _iso(event[key])
+            event.pop("secret", None)  # webhook tokens derive from it: not for display
             out.append(event)
         return out

@@ -177,12 +177,16 @@ class StepRunner:
         """Record the outcome once and, if the run's lease is free, continue the run here."""
         durable = self.durable
         token = new_token()
-        recorded = durable.store.record(meta.run_id, meta.seq, event, token)
+        orchestrator = durable.orchestrator
+        # Read the history tail in the same round trip, from where this process's live
+        # instance of the run stands, in case the lease comes with the outcome.
+        recorded = durable.store.record(meta.run_id, meta.seq, event, token,
+                                        read_from=orchestrator.position(meta.run_id))
         if not recorded.recorded:
             logger.info("run %s step #%d %s: outcome already recorded; this one is dropped",
                         meta.run_id, meta.seq, meta.name)
-        elif recorded.leased and durable.orchestrator.drive(meta.run_id, token) \
-                == "unknown-workflow":
+        elif recorded.leased and orchestrator.drive(
+                meta.run_id, token, loaded=recorded.loaded) == "unknown-workflow":
             durable.wake(meta.run_id)  # this worker lacks the workflow: hand it on
 
     def _attempt(self, task: Any, meta: StepMetadata, fn: Callable[..., Any],

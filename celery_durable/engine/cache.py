@@ -40,6 +40,12 @@ class InstanceCache:
                 self.hits += 1
             return replayer
 
+    def position(self, run_id: str) -> int:
+        """The history position of the live instance of ``run_id`` (0 without one)."""
+        with self._lock:
+            replayer = self._items.get(run_id)
+            return replayer.position if replayer is not None else 0
+
     def put(self, replayer: Replayer) -> None:
         """Keep ``replayer`` for its run's next wake-up."""
         evicted = []

@@ -43,8 +43,8 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         self._closed = False
         self._running = False
         self._exception_handler: Any = None
-        #: Errors raised by callbacks that no task could receive (logged).
-        self.unhandled: list[dict[str, Any]] = []
+        #: The last errors raised by callbacks that no task could receive (logged).
+        self.unhandled: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
 
     # -- the clock: moves only when the replayer advances it ------------------
     def time(self) -> float:

@@ -21,14 +21,6 @@ class StepClaim:
 
 
 @dataclasses.dataclass(frozen=True)
-class Recorded:
-    """Result of recording an outcome: was it new, and did this worker get the lease."""
-
-    recorded: bool
-    leased: bool
-
-
-@dataclasses.dataclass(frozen=True)
 class Loaded:
     """The history tail a lease holder reads, with the run's status.
 
@@ -38,6 +30,18 @@ class Loaded:
     status: str
     events: list[dict[str, Any]]
     created_at: str = ""
+    #: The history index of ``events[0]``.
+    start: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Recorded:
+    """Result of recording an outcome: was it new, did this worker get the lease, and
+    (when asked) the history tail it then holds."""
+
+    recorded: bool
+    leased: bool
+    loaded: Loaded | None = None
 
 
 @dataclasses.dataclass
@@ -113,10 +117,12 @@ class HistoryStore(abc.ABC):
 
     @abc.abstractmethod
     def record(self, run_id: str, seq: int, event: dict[str, Any], token: str,
-               timer_due: float | None = None) -> Recorded:
+               timer_due: float | None = None, read_from: int | None = None) -> Recorded:
         """Append an outcome once; try to take the lease for ``token`` (unless empty).
 
-        For a timer, ``timer_due`` must be the due time its command committed.
+        For a timer, ``timer_due`` must be the due time its command committed. With
+        ``read_from``, a taken lease comes with the history from that index, as
+        :meth:`load` would give it.
         """
 
     @abc.abstractmethod
@@ -162,6 +168,10 @@ class HistoryStore(abc.ABC):
 
         ``takeover`` names an ended run whose stale claims may be taken over.
         """
+
+    @abc.abstractmethod
+    def holds_inbox(self, run_id: str, kind: str, token: str) -> bool:
+        """True while the run has a live (committed, not disposed) webhook/hook with it."""
 
     @abc.abstractmethod
     def token_info(self, token: str) -> dict[str, str] | None:

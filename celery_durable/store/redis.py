@@ -87,29 +87,52 @@ def _connect_sentinel(url: str, options: dict[str, Any]) -> Any:
 
 
 class _Batch:
-    """Commands for one round trip: a pipeline, or sequential calls on a cluster."""
+    """Commands for one round trip: a pipeline, or sequential calls on a cluster.
+
+    Scripts go into the pipeline as plain EVALSHA (redis-py would first send SCRIPT
+    EXISTS, a round trip of its own); one the server does not know yet is loaded and
+    run again on its own.
+    """
 
     def __init__(self, store: RedisStore) -> None:
         self._store = store
-        self.ops: list[Callable[[Any], Any]] = []
+        self.ops: list[tuple[Any, Callable[[Any], Any]]] = []
 
     def script(self, name: str, keys: list[str], args: list[Any]) -> _Batch:
         script = self._store.scripts[name]
-        self.ops.append(lambda client: script(keys=keys, args=args, client=client))
+
+        def direct(client: Any) -> Any:
+            return script(keys=keys, args=args, client=client)
+
+        def queued(pipe: Any) -> Any:
+            return pipe.evalsha(script.sha, len(keys), *keys, *args)
+
+        self.ops.append((direct, queued))
         return self
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> _Batch:
-        self.ops.append(lambda client: getattr(client, method)(*args, **kwargs))
+        def op(client: Any) -> Any:
+            return getattr(client, method)(*args, **kwargs)
+
+        self.ops.append((op, op))
         return self
 
     def execute(self) -> list[Any]:
         client = self._store.client
         if self._store.cluster:
-            return [op(client) for op in self.ops]
+            return [direct(client) for direct, _ in self.ops]
         pipe = client.pipeline(transaction=False)
-        for op in self.ops:
-            op(pipe)
-        return list(pipe.execute())
+        for _, queued in self.ops:
+            queued(pipe)
+        results = list(pipe.execute(raise_on_error=False))
+        for i, result in enumerate(results):
+            if isinstance(result, redis.exceptions.NoScriptError) or (
+                    isinstance(result, redis.exceptions.ResponseError)
+                    and str(result).startswith("NOSCRIPT")):
+                results[i] = self.ops[i][0](client)  # it did not run: run it, loading it
+            elif isinstance(result, Exception):
+                raise result
+        return results
 
 
 class RedisStore(HistoryStore):
@@ -165,7 +188,8 @@ class RedisStore(HistoryStore):
         if reply is None:
             return None
         status, raw, created_at = reply
-        return Loaded(status, [codec.loads(item) for item in raw], str(created_at or ""))
+        return Loaded(status, [codec.loads(item) for item in raw], str(created_at or ""),
+                      start)
 
     def commit(self, run_id: str, token: str, commit: Commit) -> bool:
         k = self.keys.run(run_id)
@@ -244,7 +268,7 @@ class RedisStore(HistoryStore):
         batch.execute()
 
     def record(self, run_id: str, seq: int, event: dict[str, Any], token: str,
-               timer_due: float | None = None) -> Recorded:
+               timer_due: float | None = None, read_from: int | None = None) -> Recorded:
         k = self.keys.run(run_id)
         # Watched first: whoever takes the lease with this outcome may die mid-replay,
         # and dying between the two calls (on a Cluster) must leave the run watched.
@@ -252,13 +276,18 @@ class RedisStore(HistoryStore):
                                    {run_id: _ms(time.time() + self.lease)})
         batch.script("record", [k.history, k.state, k.steps, k.lease],
                      [seq, codec.dumps(event), token, _ms(self.lease),
-                      "" if timer_due is None else _due_ms(timer_due)])
+                      "" if timer_due is None else _due_ms(timer_due),
+                      "" if read_from is None else read_from])
         if timer_due is not None:
             member = self._timer_member(run_id, seq, timer_due)
             batch.call("zrem", self.keys.timers_due, member)
             batch.call("zrem", self.keys.timers_armed, member)
-        recorded, leased = batch.execute()[1]
-        return Recorded(bool(recorded), bool(leased))
+        reply = batch.execute()[1]
+        loaded = None
+        if len(reply) > 2:
+            loaded = Loaded("running", [codec.loads(item) for item in reply[3]],
+                            str(reply[2] or ""), int(read_from or 0))
+        return Recorded(bool(reply[0]), bool(reply[1]), loaded)
 
     def record_retry(self, run_id: str, seq: int, event: dict[str, Any], deadline: float) -> bool:
         k = self.keys.run(run_id)
@@ -335,9 +364,14 @@ class RedisStore(HistoryStore):
         for claim in claims:
             batch.script("claim_token", [self.keys.token(claim.token)],
                          [run_id, claim.seq, claim.kind, claim.token, claim.method or "",
-                          codec.dumps(claim.respond_with), takeover])
+                          codec.dumps(claim.respond_with), takeover, _ms(time.time())])
         holders = batch.execute() if claims else []
         return [(claim, holder) for claim, holder in zip(claims, holders, strict=True) if holder]
+
+    def holds_inbox(self, run_id: str, kind: str, token: str) -> bool:
+        mark = f"{kind}:{token}"
+        return any(field.startswith("inbox:") and value == mark
+                   for field, value in self.step_fields(run_id).items())
 
     def token_info(self, token: str) -> dict[str, str] | None:
         info = self.client.hgetall(self.keys.token(token))

@@ -2,9 +2,11 @@
 -- KEYS[1] history  KEYS[2] state  KEYS[3] steps  KEYS[4] lease
 -- ARGV[1] seq  ARGV[2] outcome event (JSON)  ARGV[3] lease token ('' to not take it)
 -- ARGV[4] lease length (ms)  ARGV[5] for a timer: its due time (ms) as committed, else ''
+-- ARGV[6] '' or the first history index to read when the lease is taken
 -- Returns {recorded, leased}: {0, 0} when the run ended, an outcome is already
 -- recorded (the first one wins), or a timer does not match a committed one; the
--- dirty flag tells a lease holder to read on.
+-- dirty flag tells a lease holder to read on. With ARGV[6] and the lease taken it
+-- returns {1, 1, created_at, events}: what load.lua would, saving its round trip.
 if redis.call('HGET', KEYS[2], 'status') ~= 'running' then return {0, 0} end
 if ARGV[5] ~= '' and redis.call('HGET', KEYS[3], 'timer:' .. ARGV[1]) ~= ARGV[5] then
   return {0, 0}
@@ -14,6 +16,10 @@ redis.call('RPUSH', KEYS[1], ARGV[2])
 redis.call('HDEL', KEYS[3], 'inflight:' .. ARGV[1])
 redis.call('HSET', KEYS[2], 'dirty', 1)
 if ARGV[3] ~= '' and redis.call('SET', KEYS[4], ARGV[3], 'NX', 'PX', ARGV[4]) then
-  return {1, 1}
+  if ARGV[6] == '' then return {1, 1} end
+  redis.call('HSET', KEYS[2], 'replaying', 1)
+  redis.call('HDEL', KEYS[2], 'dirty')
+  return {1, 1, redis.call('HGET', KEYS[2], 'created_at'),
+          redis.call('LRANGE', KEYS[1], ARGV[6], -1)}
 end
 return {1, 0}
