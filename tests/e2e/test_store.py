@@ -59,3 +59,63 @@ def test_delivery_to_a_token_the_run_never_committed_is_refused(proj, shared_wor
     assert store.deliver(run.id, event, "hook", token)
     proj.durable.wake(run.id)
     assert run.result(timeout=30) == {"payload": 1}
+
+
+def _fake_run(store, run_id, fields):
+    keys = store.keys.run(run_id)
+    store.client.hset(keys.state, mapping={"status": "running", "created_at": "1"})
+    store.client.hset(keys.steps, mapping=fields)
+    return keys
+
+
+def test_in_flight_marks_say_when_work_is_lost(proj):
+    store = proj.durable.store
+    run_id = f"marks-{uuid.uuid4().hex}"
+    now = time.time()
+    ms = lambda t: str(int(t * 1000))  # noqa: E731
+    keys = _fake_run(store, run_id, {
+        "inflight:1": ms(now - 1),                         # running, its worker went quiet
+        "inflight:2": ms(now + 5),                         # running, alive
+        "inflight:3": "p:" + ms(now - store.lease - 1),    # committed, never published
+        "inflight:4": "p:" + ms(now - 1),                  # being published just now
+        "inflight:5": "q:" + ms(now - 60),                 # queued behind a backlog
+        "inflight:6": "r:" + ms(now - 1),                  # its retry never came
+        "done:7": "1", "attempt:7": "1"})
+    try:
+        lost, next_due = store.check_inflight(run_id, now)
+        assert lost == [1, 3, 6]
+        assert next_due == pytest.approx(now + 5, abs=0.01)  # the alive step's deadline
+    finally:
+        store.client.delete(*keys.all())
+
+
+def test_heartbeat_never_shortens_a_retry_or_revives_a_finished_step(proj):
+    store = proj.durable.store
+    run_id = f"beat-{uuid.uuid4().hex}"
+    later = str(int((time.time() + 600) * 1000))
+    keys = _fake_run(store, run_id, {"inflight:1": "r:" + later, "inflight:2": "1000"})
+    try:
+        store.heartbeat([(run_id, 1), (run_id, 2), (run_id, 3)], time.time() + 30)
+        fields = store.step_fields(run_id)
+        assert fields["inflight:1"] == "r:" + later
+        assert int(fields["inflight:2"]) > 1000
+        assert "inflight:3" not in fields
+    finally:
+        store.client.delete(*keys.all())
+
+
+def test_a_redelivered_copy_of_a_running_step_is_not_an_attempt(proj, shared_worker, scratch):
+    name = f"redeliver-{uuid.uuid4().hex}"
+    run = proj.kill_me.start(name)
+    started = scratch / f"{name}.started"
+    wait_for(started.exists, what="the step to start")
+    event = next(e for e in run.events() if e["type"] == "step_scheduled" and e["seq"] == 2)
+    proj.durable.send_step(run.id, 2, event["name"], event["args"], event["kwargs"])
+    wait_for(lambda: f"run {run.id} step #2" in shared_worker.log.read_text()
+             and "(running)" in shared_worker.log.read_text(), what="the copy to be skipped")
+    (scratch / name).write_text("once")
+    assert run.result(timeout=30) == "3:once"
+    attempts = [e["attempt"] for e in run.events() if e["type"] == "step_started"
+                and e["seq"] == 2]
+    assert attempts == [1]
+    assert len(started.read_text().split()) == 1
