@@ -155,7 +155,7 @@ class HistoryStore(abc.ABC):
 
     @abc.abstractmethod
     def watch(self, run_id: str, when: float) -> None:
-        """Have the sweeper check the run at ``when``."""
+        """Have the sweeper check the run at ``when``, unless it will look sooner."""
 
     @abc.abstractmethod
     def claim_due_runs(self, now: float, next_check: float, limit: int) -> list[str]:

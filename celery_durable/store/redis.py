@@ -278,11 +278,13 @@ class RedisStore(HistoryStore):
                      [seq, codec.dumps(event), token, _ms(self.lease),
                       "" if timer_due is None else _due_ms(timer_due),
                       "" if read_from is None else read_from])
-        if timer_due is not None:
-            member = self._timer_member(run_id, seq, timer_due)
-            batch.call("zrem", self.keys.timers_due, member)
-            batch.call("zrem", self.keys.timers_armed, member)
         reply = batch.execute()[1]
+        if timer_due is not None:
+            # Only once the script answered: if it failed, the armed entry must stay so
+            # that the sweeper sends the timer again.
+            member = self._timer_member(run_id, seq, timer_due)
+            (self._batch().call("zrem", self.keys.timers_due, member)
+             .call("zrem", self.keys.timers_armed, member).execute())
         loaded = None
         if len(reply) > 2:
             loaded = Loaded("running", [codec.loads(item) for item in reply[3]],
@@ -351,7 +353,8 @@ class RedisStore(HistoryStore):
             self._script("published", [self.keys.run(run_id).steps], [_ms(time.time()), *seqs])
 
     def watch(self, run_id: str, when: float) -> None:
-        self.client.zadd(self.keys.watch, {run_id: _ms(when)})
+        # LT: never push back a nearer check that someone set meanwhile.
+        self.client.zadd(self.keys.watch, {run_id: _ms(when)}, lt=True)
 
     def claim_due_runs(self, now: float, next_check: float, limit: int) -> list[str]:
         return list(self._script("claim_due", [self.keys.watch],

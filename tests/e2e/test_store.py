@@ -119,3 +119,20 @@ def test_a_redelivered_copy_of_a_running_step_is_not_an_attempt(proj, shared_wor
                 and e["seq"] == 2]
     assert attempts == [1]
     assert len(started.read_text().split()) == 1
+
+
+def test_a_commit_does_not_requeue_a_step_that_began_meanwhile(proj):
+    from celery_durable.store import Commit
+
+    store = proj.durable.store
+    run_id = f"requeue-{uuid.uuid4().hex}"
+    running_until = str(int((time.time() + 30) * 1000))
+    keys = _fake_run(store, run_id, {"inflight:1": running_until, "inflight:2": "q:1"})
+    store.client.set(keys.lease, "tok", px=10_000)
+    try:
+        store.commit(run_id, "tok", Commit(queued=[1, 2]))
+        fields = store.step_fields(run_id)
+        assert fields["inflight:1"] == running_until  # its copy will be skipped
+        assert fields["inflight:2"].startswith("p:")
+    finally:
+        store.client.delete(*keys.all())

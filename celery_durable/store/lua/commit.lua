@@ -15,8 +15,11 @@ if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
 for i = 8, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
 local marks = cjson.decode(ARGV[7])
 for _, seq in ipairs(marks.queued or {}) do
-  -- A step re-dispatched as lost may have recorded its outcome meanwhile.
-  if redis.call('HEXISTS', KEYS[4], 'done:' .. seq) == 0 then
+  -- A step re-dispatched as lost may have recorded its outcome, or begun, meanwhile:
+  -- then its mark stays (a running deadline in the future keeps copies from running).
+  local running_until = tonumber(redis.call('HGET', KEYS[4], 'inflight:' .. seq) or '')
+  if redis.call('HEXISTS', KEYS[4], 'done:' .. seq) == 0 and
+     not (running_until and running_until > tonumber(ARGV[2])) then
     redis.call('HSET', KEYS[4], 'inflight:' .. seq, 'p:' .. ARGV[2])  -- being published
   end
 end
