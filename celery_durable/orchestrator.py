@@ -157,8 +157,8 @@ class Orchestrator:
         for seq in lost:
             lost_command = replayer.command(seq)
             if lost_command is not None:
-                logger.warning("run %s: step #%d lost its worker or message; sending it again",
-                               run_id, seq)
+                logger.warning("run %s: step #%d is due again (a long retry, or its worker or "
+                               "message was lost); sending it", run_id, seq)
                 self.dispatch(run_id, lost_command)
         # Marked "being published" by the commit: a worker dying before this line leaves
         # marks the sweeper resends after a lease, not after the long queue timeout.

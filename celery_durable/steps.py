@@ -235,9 +235,21 @@ class StepRunner:
 
     def _schedule_retry(self, meta: StepMetadata, event: dict[str, Any],
                         args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Record the failed attempt, then send the step again with a countdown."""
-        lease = self.durable.settings.step_lease
+        """Record the failed attempt, then send the step again when it is due.
+
+        A short delay is a countdown message. A delay beyond ``durable_timer_horizon``
+        holds no message (a worker would keep it in memory, and the Redis transport
+        would redeliver it after its visibility timeout): the retry mark's deadline is
+        the retry time, and the sweeper sends the step then, as for a lost one.
+        """
+        settings = self.durable.settings
+        store = self.durable.store
         retry_at = float(event["retry_at"])
-        if self.durable.store.record_retry(meta.run_id, meta.seq, event, retry_at + lease):
+        delay = retry_at - time.time()
+        if delay > settings.timer_horizon:
+            if store.record_retry(meta.run_id, meta.seq, event, retry_at):
+                store.watch(meta.run_id, retry_at)
+            return
+        if store.record_retry(meta.run_id, meta.seq, event, retry_at + settings.step_lease):
             self.durable.send_step(meta.run_id, meta.seq, meta.name, list(args), kwargs,
-                                   countdown=max(0.0, retry_at - time.time()))
+                                   countdown=max(0.0, delay))

@@ -266,3 +266,12 @@ def test_step_failed_fallback_for_unknown_types(proj):
                                       "exc_message": ["x"], "message": "x"}, "s")
     assert isinstance(exc, StepFailed)
     assert exc.type == "nowhere.mod.Gone" and exc.message == "x"
+
+
+def test_a_retry_beyond_the_timer_horizon_holds_no_message(proj, start_worker):
+    """With a 0.2 s horizon, a 0.5 s retry_after is sent by the sweeper when due."""
+    worker = start_worker(extra_env={"DURABLE_TEST_TIMER_HORIZON": "0.2"})
+    run = proj.retry_after.start(uuid.uuid4().hex)
+    waited = result_of(run, worker)
+    assert waited >= 0.5
+    assert "is due again (a long retry" in worker.log.read_text()
