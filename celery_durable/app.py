@@ -12,6 +12,7 @@ import functools
 import inspect
 import logging
 import math
+import os
 import sys
 import threading
 import time
@@ -19,7 +20,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar, overload
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 
 from . import codec
 from .engine import history as h
@@ -423,7 +424,8 @@ class _WorkflowFunctions(dict):
 
 
 class SweeperStep(bootsteps.StartStopStep):
-    """Worker bootstep: a thread that re-drives runs whose worker went away.
+    """Worker bootstep: a thread that arms timers and re-drives runs whose worker went
+    away, and the marks that tie prefetched step messages to this worker.
 
     Several workers sweeping at once is safe: each due run is claimed atomically.
     Disable with ``durable_sweeper = False`` (then run ``Durable.sweep_once`` elsewhere).
@@ -435,22 +437,50 @@ class SweeperStep(bootsteps.StartStopStep):
         super().__init__(parent, **kwargs)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._durable: Durable | None = None
+        self.worker_id = ""
 
     def start(self, parent: Any) -> None:
         durable = getattr(parent.app, "_celery_durable", None)
         if durable is None or parent.app.conf.get("durable_sweeper", True) is False:
             return
+        self._durable = durable
+        self.worker_id = f"{getattr(parent, 'hostname', 'worker')}:{os.getpid()}:" \
+                         f"{uuid.uuid4().hex[:8]}"
+        try:
+            durable.store.worker_alive(self.worker_id)
+        except Exception:  # noqa: BLE001 - Redis may be starting: the loop beats again
+            logger.warning("durable sweeper: Redis not reachable yet", exc_info=True)
+        signals.task_received.connect(self._received, weak=False)
         self._thread = threading.Thread(target=self._loop, args=(durable,),
                                         name="durable-sweeper", daemon=True)
         self._thread.start()
+
+    def _received(self, sender: Any = None, request: Any = None, **kwargs: Any) -> None:
+        # In the worker's main process, for every message it takes (prefetched ones too).
+        marker = (getattr(request, "request_dict", None) or {}).get("durable")
+        if not marker or self._durable is None:
+            return
+        try:
+            self._durable.store.received(str(marker[0]), int(marker[1]), self.worker_id)
+        except Exception:  # noqa: BLE001 - without the mark it is only recovered later
+            logger.warning("durable: could not mark step %s as received", marker,
+                           exc_info=True)
 
     def _loop(self, durable: Durable) -> None:
         interval = durable.settings.sweep_interval
         while not self._stop.wait(interval):
             try:
+                durable.store.worker_alive(self.worker_id)
                 durable.sweep_once()
             except Exception:  # noqa: BLE001 - Redis may be restarting: try again later
                 logger.warning("durable sweeper: sweep failed", exc_info=True)
 
     def stop(self, parent: Any) -> None:
         self._stop.set()
+        signals.task_received.disconnect(self._received)
+        if self._durable is not None and self.worker_id:
+            try:
+                self._durable.store.worker_gone(self.worker_id)
+            except Exception:  # noqa: BLE001 - its key expires by itself
+                pass

@@ -150,6 +150,18 @@ class HistoryStore(abc.ABC):
         """Steps whose message or worker is lost, and when the next one could be."""
 
     @abc.abstractmethod
+    def received(self, run_id: str, seq: int, worker_id: str) -> None:
+        """A worker took the step's message (prefetched it): lost if that worker goes."""
+
+    @abc.abstractmethod
+    def worker_alive(self, worker_id: str) -> None:
+        """The worker beats: its prefetched steps are not lost (for a lease)."""
+
+    @abc.abstractmethod
+    def worker_gone(self, worker_id: str) -> None:
+        """The worker stopped on purpose."""
+
+    @abc.abstractmethod
     def published(self, run_id: str, seqs: list[int]) -> None:
         """The messages of these steps were sent (their commit marked them first)."""
 

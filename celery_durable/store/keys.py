@@ -16,7 +16,8 @@ key                                         type    holds
 ``<prefix>:{<run>}:steps``                  hash    ``done:<seq>`` (outcome recorded once),
                                                     ``attempt:<seq>``, ``inflight:<seq>``
                                                     (``q:<ms>`` queued, or the running step's
-                                                    lease deadline in ms), ``timer:<seq>``
+                                                    lease deadline in ms; ``c:``, ``r:``,
+                                                    ``p:`` see docs), ``timer:<seq>``
                                                     (committed due time, ms), ``inbox:<seq>``
                                                     (``<kind>:<token>`` of a live webhook/hook)
 ``<prefix>:{<run>}:done``                   list    one item once the run has ended (waiters
@@ -25,6 +26,9 @@ key                                         type    holds
                                                     held open (``respond_with="manual"``)
 ``<prefix>:token:<sha256 of token>``        hash    webhook/hook token → run, seq, kind, method,
                                                     respond_with (the token itself, to compare)
+``<prefix>:worker:<worker id>``             string  present while that worker's sweeper beats
+                                                    (PX a lease): steps it prefetched are
+                                                    marked ``c:<ms>:<worker id>``
 ``<prefix>:watch``                          zset    run id → when to check it for lost work (ms)
 ``<prefix>:runs``                           zset    run id → creation time (ms): the run list
 ``<prefix>:{timers}:due``                   zset    ``<run>/<seq>/<due ms>`` → due time (ms):
@@ -86,6 +90,9 @@ class KeySchema:
     def token(self, token: str) -> str:
         # Hashed: the key length is fixed and the lookup does not walk the token's text.
         return f"{self.prefix}:token:{hashlib.sha256(token.encode()).hexdigest()}"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}:worker:{worker_id}"
 
     def response(self, run_id: str, request_id: str) -> str:
         return f"{self.prefix}:{{{run_id}}}:response:{request_id}"

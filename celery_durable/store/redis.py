@@ -24,7 +24,7 @@ from .keys import KeySchema
 
 SCRIPTS = ("create", "load", "commit", "begin_step", "heartbeat", "record", "retry", "cancel",
            "claim_due", "release", "renew", "busy", "arm_timers", "claim_token",
-           "release_token", "deliver", "published", "unwatch")
+           "release_token", "deliver", "published", "unwatch", "received")
 
 #: How long an answer to a held webhook request waits for its caller to read it.
 RESPONSE_TTL = 120
@@ -332,21 +332,46 @@ class RedisStore(HistoryStore):
     # -- recovery ---------------------------------------------------------------------
     def check_inflight(self, run_id: str, now: float) -> tuple[list[int], float | None]:
         lost, next_due = [], None
-        for field, mark in self.step_fields(run_id).items():
-            if not field.startswith("inflight:"):
-                continue
-            kind, _, value = mark.rpartition(":")
-            if kind == "q":  # queued: its message may sit behind a backlog
+        marks = {int(f.split(":", 1)[1]): m for f, m in self.step_fields(run_id).items()
+                 if f.startswith("inflight:")}
+        holders = {m.split(":", 2)[2] for m in marks.values() if m.startswith("c:")}
+        alive = self._alive_workers(holders)
+        for seq, mark in marks.items():
+            kind, _, value = mark.partition(":") if mark[:2] in ("p:", "q:", "r:", "c:") \
+                else ("", "", mark)
+            if kind == "c":  # prefetched by a worker: lost when that worker is gone
+                holder = value.split(":", 1)[1]
+                expires = now + self.lease if holder in alive else now - 1
+            elif kind == "q":  # queued: its message may sit behind a backlog
                 expires = int(value) / 1000 + self.queue_timeout
             elif kind == "p":  # the commit was written, the publish not confirmed
                 expires = int(value) / 1000 + self.lease
             else:  # running until, or retrying by ("r"): then the worker is lost
                 expires = int(value) / 1000
             if expires < now:
-                lost.append(int(field.split(":", 1)[1]))
+                lost.append(seq)
             elif next_due is None or expires < next_due:
                 next_due = expires
         return sorted(lost), next_due
+
+    def _alive_workers(self, workers: set[str]) -> set[str]:
+        names = sorted(workers)
+        if not names:
+            return set()
+        batch = self._batch()
+        for name in names:
+            batch.call("exists", self.keys.worker(name))
+        return {name for name, found in zip(names, batch.execute(), strict=True) if found}
+
+    def worker_alive(self, worker_id: str) -> None:
+        self.client.set(self.keys.worker(worker_id), 1, px=_ms(self.lease))
+
+    def worker_gone(self, worker_id: str) -> None:
+        self.client.delete(self.keys.worker(worker_id))
+
+    def received(self, run_id: str, seq: int, worker_id: str) -> None:
+        self._script("received", [self.keys.run(run_id).steps],
+                     [seq, worker_id, _ms(time.time())])
 
     def published(self, run_id: str, seqs: list[int]) -> None:
         if seqs:

@@ -55,7 +55,7 @@ app.conf.update(
     durable_redis_options=json.loads(os.environ.get("DURABLE_TEST_STORE_OPTIONS") or "{}"),
     durable_replay_block_deadline=float(os.environ.get("DURABLE_TEST_BLOCK_DEADLINE", "2")),
     broker_connection_retry_on_startup=True,
-    worker_prefetch_multiplier=1,
+    worker_prefetch_multiplier=int(os.environ.get("DURABLE_TEST_PREFETCH", "1")),
     worker_hijack_root_logger=False,
 )
 durable = Durable(app)
@@ -430,3 +430,8 @@ async def hook_twice(token: str) -> list:
             await publish(f"hook{round_}", hook.token)
             seen.append(await hook)
     return seen
+
+
+@durable.workflow
+async def three_waits(name: str) -> list:
+    return list(await asyncio.gather(*(wait_for_file(f"{name}-{i}") for i in range(3))))

@@ -135,3 +135,30 @@ def test_worker_killed_while_a_run_sleeps_the_run_wakes_on_time(proj, start_work
     lateness = (dt.datetime.fromisoformat(fired[0]["at"])
                 - dt.datetime.fromisoformat(scheduled["due"])).total_seconds()
     assert 0 <= lateness < 4.0  # re-armed within the timer grace (2 s) and a sweep
+
+
+def test_steps_a_killed_worker_had_prefetched_are_sent_again_within_a_lease(
+        proj, start_worker, scratch):
+    env = dict(SHORT_LEASE, DURABLE_TEST_PREFETCH="4")
+    first = start_worker(concurrency=1, extra_env=env)
+    name = f"prefetch-{uuid.uuid4().hex}"
+    run = proj.three_waits.start(name)
+    store = proj.durable.store
+
+    def marks():
+        return {f: v for f, v in store.step_fields(run.id).items() if f.startswith("inflight:")}
+
+    # One step runs (blocked on its file), the other two sit prefetched in the worker.
+    wait_for(lambda: len(marks()) == 3 and sum(v.startswith("c:") for v in marks().values())
+             == 2, what="two prefetched steps marked as held by the worker")
+    first.kill()
+    killed_at = time.monotonic()
+    for i in range(3):
+        (scratch / f"{name}-{i}").write_text(str(i))
+    second = start_worker(concurrency=1, extra_env=env)
+    try:
+        assert run.result(timeout=60) == ["0", "1", "2"]
+    except TimeoutError:
+        print(second.tail())
+        raise
+    assert time.monotonic() - killed_at < 30  # not the broker's one-hour visibility timeout
