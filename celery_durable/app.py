@@ -13,6 +13,7 @@ import inspect
 import logging
 import math
 import os
+import queue
 import sys
 import threading
 import time
@@ -438,6 +439,7 @@ class SweeperStep(bootsteps.StartStopStep):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._durable: Durable | None = None
+        self._marks: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
         self.worker_id = ""
 
     def start(self, parent: Any) -> None:
@@ -455,17 +457,33 @@ class SweeperStep(bootsteps.StartStopStep):
         self._thread = threading.Thread(target=self._loop, args=(durable,),
                                         name="durable-sweeper", daemon=True)
         self._thread.start()
+        threading.Thread(target=self._send_marks, args=(durable,),
+                         name="durable-received", daemon=True).start()
 
     def _received(self, sender: Any = None, request: Any = None, **kwargs: Any) -> None:
-        # In the worker's main process, for every message it takes (prefetched ones too).
+        # On the consumer, for every message it takes (prefetched ones too): only queue
+        # it, so that a slow Redis never holds up the consumer.
         marker = (getattr(request, "request_dict", None) or {}).get("durable")
-        if not marker or self._durable is None:
-            return
-        try:
-            self._durable.store.received(str(marker[0]), int(marker[1]), self.worker_id)
-        except Exception:  # noqa: BLE001 - without the mark it is only recovered later
-            logger.warning("durable: could not mark step %s as received", marker,
-                           exc_info=True)
+        if marker:
+            self._marks.put((str(marker[0]), int(marker[1])))
+
+    def _send_marks(self, durable: Durable) -> None:
+        while not self._stop.is_set():
+            try:
+                first = self._marks.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            batch = [first]
+            while True:
+                try:
+                    batch.append(self._marks.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                durable.store.received(batch, self.worker_id)
+            except Exception:  # noqa: BLE001 - unmarked steps are recovered later anyway
+                logger.warning("durable: could not mark %d received steps", len(batch),
+                               exc_info=True)
 
     def _loop(self, durable: Durable) -> None:
         interval = durable.settings.sweep_interval

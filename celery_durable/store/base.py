@@ -150,8 +150,8 @@ class HistoryStore(abc.ABC):
         """Steps whose message or worker is lost, and when the next one could be."""
 
     @abc.abstractmethod
-    def received(self, run_id: str, seq: int, worker_id: str) -> None:
-        """A worker took the step's message (prefetched it): lost if that worker goes."""
+    def received(self, steps: list[tuple[str, int]], worker_id: str) -> None:
+        """A worker took these steps' messages (prefetched them): lost if it goes."""
 
     @abc.abstractmethod
     def worker_alive(self, worker_id: str) -> None:

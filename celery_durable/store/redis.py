@@ -294,7 +294,8 @@ class RedisStore(HistoryStore):
     def record_retry(self, run_id: str, seq: int, event: dict[str, Any], deadline: float) -> bool:
         k = self.keys.run(run_id)
         return bool(self._script("retry", [k.history, k.state, k.steps],
-                                 [seq, codec.dumps(event), _ms(deadline)]))
+                                 [seq, codec.dumps(event), _ms(deadline),
+                                  _ms(float(event.get("retry_at") or 0))]))
 
     def request_cancel(self, run_id: str, event: dict[str, Any]) -> bool:
         k = self.keys.run(run_id)
@@ -339,14 +340,17 @@ class RedisStore(HistoryStore):
         for seq, mark in marks.items():
             kind, _, value = mark.partition(":") if mark[:2] in ("p:", "q:", "r:", "c:") \
                 else ("", "", mark)
-            if kind == "c":  # prefetched by a worker: lost when that worker is gone
-                holder = value.split(":", 1)[1]
-                expires = now + self.lease if holder in alive else now - 1
+            if kind == "c":  # taken by a worker: lost when it is gone, or after a queue
+                taken_at, _, holder = value.partition(":")  # timeout in any case
+                expires = min(now + self.lease if holder in alive else now - 1,
+                              int(taken_at) / 1000 + self.queue_timeout)
+            elif kind == "r":  # waiting to retry: lost if no attempt began by the deadline
+                expires = int(value.rpartition(":")[2]) / 1000
             elif kind == "q":  # queued: its message may sit behind a backlog
                 expires = int(value) / 1000 + self.queue_timeout
             elif kind == "p":  # the commit was written, the publish not confirmed
                 expires = int(value) / 1000 + self.lease
-            else:  # running until, or retrying by ("r"): then the worker is lost
+            else:  # running until then: after it, its worker is lost
                 expires = int(value) / 1000
             if expires < now:
                 lost.append(seq)
@@ -369,9 +373,13 @@ class RedisStore(HistoryStore):
     def worker_gone(self, worker_id: str) -> None:
         self.client.delete(self.keys.worker(worker_id))
 
-    def received(self, run_id: str, seq: int, worker_id: str) -> None:
-        self._script("received", [self.keys.run(run_id).steps],
-                     [seq, worker_id, _ms(time.time())])
+    def received(self, steps: list[tuple[str, int]], worker_id: str) -> None:
+        batch = self._batch()
+        for run_id, seq in steps:
+            batch.script("received", [self.keys.run(run_id).steps],
+                         [seq, worker_id, _ms(time.time())])
+        if steps:
+            batch.execute()
 
     def published(self, run_id: str, seqs: list[int]) -> None:
         if seqs:

@@ -79,7 +79,7 @@ def test_in_flight_marks_say_when_work_is_lost(proj):
         "inflight:3": "p:" + ms(now - store.lease - 1),    # committed, never published
         "inflight:4": "p:" + ms(now - 1),                  # being published just now
         "inflight:5": "q:" + ms(now - 60),                 # queued behind a backlog
-        "inflight:6": "r:" + ms(now - 1),                  # its retry never came
+        "inflight:6": "r:" + ms(now - 30) + ":" + ms(now - 1),  # its retry never came
         "done:7": "1", "attempt:7": "1"})
     try:
         lost, next_due = store.check_inflight(run_id, now)
@@ -134,5 +134,23 @@ def test_a_commit_does_not_requeue_a_step_that_began_meanwhile(proj):
         fields = store.step_fields(run_id)
         assert fields["inflight:1"] == running_until  # its copy will be skipped
         assert fields["inflight:2"].startswith("p:")
+    finally:
+        store.client.delete(*keys.all())
+
+
+def test_a_stray_copy_does_not_cut_a_retry_short_and_received_marks_move_on(proj):
+    store = proj.durable.store
+    run_id = f"stray-{uuid.uuid4().hex}"
+    ms = lambda t: str(int(t * 1000))  # noqa: E731
+    now = time.time()
+    keys = _fake_run(store, run_id, {"inflight:1": f"r:{ms(now + 3600)}:{ms(now + 3630)}",
+                                     "inflight:2": f"c:{ms(now)}:worker-a"})
+    try:
+        claim = store.begin_step(run_id, 1, now + 30)
+        assert (claim.run, claim.status) == (False, "retry-pending")
+        store.received([(run_id, 2)], "worker-b")  # the broker handed the message on
+        assert store.step_fields(run_id)["inflight:2"].endswith(":worker-b")
+        lost, _ = store.check_inflight(run_id, time.time())
+        assert lost == [2]  # worker-b beats nowhere: its mark is lost
     finally:
         store.client.delete(*keys.all())

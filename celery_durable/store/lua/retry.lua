@@ -1,9 +1,10 @@
 -- A step attempt failed and will be retried: record it, expect the next attempt.
 -- KEYS[1] history  KEYS[2] state  KEYS[3] steps
 -- ARGV[1] seq  ARGV[2] step_retrying event (JSON)  ARGV[3] deadline (ms): if no attempt
--- has begun by then, the retry's message was lost and the step is sent again.
+-- has begun by then, the retry's message was lost and the step is sent again
+-- ARGV[4] retry at (ms): no copy of the step begins before then
 if redis.call('HGET', KEYS[2], 'status') ~= 'running' then return 0 end
 if redis.call('HEXISTS', KEYS[3], 'done:' .. ARGV[1]) == 1 then return 0 end
 redis.call('RPUSH', KEYS[1], ARGV[2])
-redis.call('HSET', KEYS[3], 'inflight:' .. ARGV[1], 'r:' .. ARGV[3])
+redis.call('HSET', KEYS[3], 'inflight:' .. ARGV[1], 'r:' .. ARGV[4] .. ':' .. ARGV[3])
 return 1
