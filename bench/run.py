@@ -13,6 +13,7 @@ keys this run wrote are deleted afterwards (never a flush of a shared Redis).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -111,6 +112,51 @@ def cleanup(client: redis.Redis, tag: str) -> int:
     return deleted
 
 
+@dataclasses.dataclass
+class Bench:
+    """One benchmark's Redis, key tag, app module and worker."""
+
+    handle: RedisHandle
+    tag: str
+    proj: Any
+    client: redis.Redis
+    worker: Worker
+    log: Path
+
+    def wait_ready(self) -> float:
+        """Seconds until a task makes the round trip through the worker."""
+        def probe(timeout: float) -> bool:
+            try:
+                return bool(self.proj.noop_task.delay(1).get(timeout=timeout) == 1)
+            except Exception:
+                return False
+
+        return self.worker.wait_ready(probe, READY_DEADLINE_S)
+
+    def close(self) -> int:
+        """Delete this benchmark's keys (after the worker stopped); returns how many."""
+        deleted = cleanup(self.client, self.tag)
+        self.client.close()
+        if self.handle.owned:
+            self.handle.close()
+        return deleted
+
+
+def start_bench(log_prefix: str) -> Bench:
+    """Find or start Redis, choose a unique tag and start one worker under it."""
+    handle: RedisHandle = find_or_start_redis()
+    tag = f"bench-{os.getpid()}-{secrets.token_hex(4)}"
+    env = dict(os.environ, BENCH_REDIS_URL=handle.url, BENCH_TAG=tag, PYTHONPATH=str(ROOT))
+    os.environ.update(BENCH_REDIS_URL=handle.url, BENCH_TAG=tag)
+    from bench import proj  # reads BENCH_* now
+
+    log = Path(tempfile.mkdtemp(prefix=log_prefix)) / "worker.log"
+    print(f"redis {handle.url} ({'private' if handle.owned else 'shared'}), tag {tag}, "
+          f"worker log {log}")
+    return Bench(handle, tag, proj, redis.Redis.from_url(handle.url), Worker(env, tag, tag, log),
+                 log)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="repetitions per scenario")
@@ -120,30 +166,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds one measured run may take before it counts as failed")
     args = parser.parse_args(argv)
 
-    handle: RedisHandle = find_or_start_redis()
-    tag = f"bench-{os.getpid()}-{secrets.token_hex(4)}"
-    env = dict(os.environ, BENCH_REDIS_URL=handle.url, BENCH_TAG=tag, PYTHONPATH=str(ROOT))
-    os.environ.update(BENCH_REDIS_URL=handle.url, BENCH_TAG=tag)
     from celery import chain, group
 
-    from bench import proj  # reads BENCH_* now
-
-    log = Path(tempfile.mkdtemp(prefix="durable-bench-")) / "worker.log"
-    print(f"redis {handle.url} ({'private' if handle.owned else 'shared'}), tag {tag}, "
-          f"worker log {log}")
-    client = redis.Redis.from_url(handle.url)
-    worker = Worker(env, tag, tag, log)
+    bench = start_bench("durable-bench-")
+    proj, worker = bench.proj, bench.worker
     rows: list[dict[str, Any]] = []
     failed = False
     try:
-        def probe(timeout: float) -> bool:
-            try:
-                return proj.noop_task.delay(1).get(timeout=timeout) == 1
-            except Exception:
-                return False
-
-        ready_s = worker.wait_ready(probe, READY_DEADLINE_S)
-        print(f"worker ready after {ready_s:.1f}s")
+        print(f"worker ready after {bench.wait_ready():.1f}s")
 
         t = args.timeout
         n, m = args.steps, args.fanout
@@ -197,10 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                   + (f"  [{error}]" if error else ""), flush=True)
     finally:
         worker.stop()
-        deleted = cleanup(client, tag)
-        client.close()
-        if handle.owned:
-            handle.close()
+        deleted = bench.close()
 
     ratios: dict[str, float | None] = {}
     for kind in ("sequential", "fan-out"):
@@ -224,14 +251,14 @@ def main(argv: list[str] | None = None) -> int:
 
     problems = worker.problems()
     if problems:
-        print(f"\nworker log ({log}) problem lines:")
+        print(f"\nworker log ({bench.log}) problem lines:")
         print("\n".join(problems))
-    print(f"\ndeleted {deleted} keys under {tag}")
+    print(f"\ndeleted {deleted} keys under {bench.tag}")
 
     RESULTS.write_text(json.dumps({
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "python": platform.python_version(),
-        "redis": "private" if handle.owned else handle.url,
+        "redis": "private" if bench.handle.owned else bench.handle.url,
         "worker": {"pool": "prefork", "concurrency": 2},
         "repeat": args.repeat, "steps": args.steps, "fanout": args.fanout,
         "rows": rows, "ratios_durable_over_canvas": ratios,

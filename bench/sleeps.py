@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -39,8 +37,7 @@ if str(ROOT) not in sys.path:
 
 import redis  # noqa: E402
 
-from bench.run import READY_DEADLINE_S, Worker, cleanup  # noqa: E402
-from tests.support.redis_server import RedisHandle, find_or_start_redis  # noqa: E402
+from bench.run import Worker, start_bench  # noqa: E402
 
 UNACKED, UNACKED_INDEX = "unacked", "unacked_index"  # kombu's Redis transport defaults
 
@@ -261,28 +258,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds the sleepers may take to be scheduled")
     args = parser.parse_args(argv)
 
-    handle: RedisHandle = find_or_start_redis()
-    tag = f"bench-{os.getpid()}-{secrets.token_hex(4)}"
-    env = dict(os.environ, BENCH_REDIS_URL=handle.url, BENCH_TAG=tag, PYTHONPATH=str(ROOT))
-    os.environ.update(BENCH_REDIS_URL=handle.url, BENCH_TAG=tag)
-    from bench import proj  # reads BENCH_* now
-
-    log = Path(tempfile.mkdtemp(prefix="durable-sleeps-")) / "worker.log"
-    print(f"redis {handle.url} ({'private' if handle.owned else 'shared'}), tag {tag}, "
-          f"worker log {log}")
-    client = redis.Redis.from_url(handle.url)
-    worker = Worker(env, tag, tag, log)
+    bench = start_bench("durable-sleeps-")
+    proj, client, worker, tag, log = bench.proj, bench.client, bench.worker, bench.tag, bench.log
     ok = False
     leftovers: dict[str, list[str]] = {}
     try:
-        def probe(timeout: float) -> bool:
-            try:
-                return proj.noop_task.delay(1).get(timeout=timeout) == 1
-            except Exception:
-                return False
-
-        print(f"worker ready after {worker.wait_ready(probe, READY_DEADLINE_S):.1f}s "
-              f"(pid {worker.process.pid})", flush=True)
+        print(f"worker ready after {bench.wait_ready():.1f}s (pid {worker.process.pid})",
+              flush=True)
         ok = firing_lateness(proj, args.timers, timeout=60.0)
         ours = unacked_ours(client, tag)
         print(f"  after part 1: unacked ours {len(ours)}, queue {queue_length(client, tag)}")
@@ -296,10 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         if leftovers:
             client.hdel(UNACKED, *leftovers)
             client.zrem(UNACKED_INDEX, *leftovers)
-        deleted = cleanup(client, tag)
-        client.close()
-        if handle.owned:
-            handle.close()
+        deleted = bench.close()
     problems = worker.problems()
     if problems:
         print(f"\nworker log ({log}) problem lines:")

@@ -197,11 +197,15 @@ class Durable:
     def _make_orchestrator(self) -> Orchestrator:
         s = self.settings
         return Orchestrator(
-            store=self.store, workflows=_WorkflowFunctions(self.workflows),
+            store=self.store, find_workflow=self._workflow_function,
             dispatch=self.dispatch, errors=self.errors,
             cache=InstanceCache(s.cache_size), lease=s.step_lease,
             block_deadline=s.replay_block_deadline, timer_horizon=s.timer_horizon,
             webhook_base_url=s.webhook_base_url)
+
+    def _workflow_function(self, name: str) -> Any:
+        workflow = self.workflows.get(name)
+        return workflow.fn if workflow is not None else None
 
     # -- decorators ---------------------------------------------------------------
     @overload
@@ -410,18 +414,6 @@ class Durable:
             logger.info("run %s: checking for lost work", run_id)
             self.wake(run_id, recover=True)
         return due_runs
-
-
-class _WorkflowFunctions(dict):
-    """A live view name → workflow function over the registry."""
-
-    def __init__(self, workflows: dict[str, Workflow[Any]]) -> None:
-        super().__init__()
-        self._workflows = workflows
-
-    def get(self, name: Any, default: Any = None) -> Any:
-        workflow = self._workflows.get(name)
-        return workflow.fn if workflow is not None else default
 
 
 class SweeperStep(bootsteps.StartStopStep):

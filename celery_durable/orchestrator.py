@@ -15,7 +15,7 @@ import secrets
 import sys
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from . import codec
@@ -52,7 +52,8 @@ class Orchestrator:
     """Drives runs; one per :class:`~celery_durable.Durable` and process."""
 
     store: HistoryStore
-    workflows: Mapping[str, WorkflowFn]
+    #: The function of a registered workflow, by name (None if this process lacks it).
+    find_workflow: Callable[[str], WorkflowFn | None]
     dispatch: Dispatch
     errors: Any  # codec.ErrorCodec
     cache: InstanceCache
@@ -236,7 +237,7 @@ class Orchestrator:
     def _new_replayer(self, run_id: str, events: list[dict[str, Any]]) -> Replayer | None:
         started = events[0] if events else {}
         name = started.get("workflow")
-        workflow = self.workflows.get(str(name))
+        workflow = self.find_workflow(str(name))
         if started.get("type") != h.RUN_STARTED or workflow is None:
             logger.error("run %s: workflow %r is not registered in this worker; import the "
                          "module that defines it (celery -A ... or the imports setting)",

@@ -15,6 +15,7 @@ import contextvars
 import dataclasses
 import inspect
 import logging
+import os
 import random
 import threading
 import time
@@ -86,8 +87,6 @@ class Heartbeat:
     def add(self, run_id: str, seq: int) -> None:
         with self._lock:
             self._active[(run_id, seq)] = time.monotonic()
-            import os
-
             if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
                 self._pid = os.getpid()
                 self._thread = threading.Thread(target=self._beat, name="durable-heartbeat",
