@@ -26,10 +26,12 @@ $(STAMP): $(VENV_PY) setup.cfg pyproject.toml
 test: venv
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
-# lint: install the dev extras, then ruff over the existing source dirs and mypy over the package.
+# lint: install the dev extras, then ruff over the source dirs, mypy over the package and
+# the import contracts of pyproject.toml (the layering: engine < store < core < adapters).
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check $$(for d in $(LINT_PATHS); do [ -d "$$d" ] && echo "$$d"; done)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 $(DEV_STAMP): $(STAMP)
 	$(VENV_PY) -m pip install --quiet -e '.[dev]'

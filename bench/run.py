@@ -18,9 +18,7 @@ import json
 import os
 import platform
 import secrets
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,82 +32,21 @@ if str(ROOT) not in sys.path:
 
 import redis  # noqa: E402
 
-from tests.support.redis_server import RedisHandle, find_or_start_redis  # noqa: E402
+from celery_durable.devstack import (  # noqa: E402
+    RedisHandle,
+    WorkerProcess,
+    clean_tag,
+    find_or_start_redis,
+)
 
 RESULTS = ROOT / "bench" / "results-latest.json"
 READY_DEADLINE_S = 60.0
-STOP_DEADLINE_S = 15.0
-
-
-class Worker:
-    """The one ``celery worker`` subprocess the benchmark runs against."""
-
-    def __init__(self, env: dict[str, str], queue: str, tag: str, log: Path) -> None:
-        self.log = log
-        cmd = [sys.executable, "-m", "celery", "-A", "bench.proj", "worker",
-               "--concurrency=2", "--pool=prefork", "-Q", queue,
-               "--without-gossip", "--without-mingle", "--without-heartbeat",
-               "--loglevel=WARNING", "-n", f"{tag}@%h"]
-        self._log_file = log.open("ab")
-        self.process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log_file,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def wait_ready(self, probe: Callable[[float], bool], deadline_s: float) -> float:
-        """Poll until ``probe`` (a round trip through the worker) succeeds."""
-        start = time.monotonic()
-        while True:
-            if not self.alive():
-                raise RuntimeError(f"worker exited early (code {self.process.returncode}):\n"
-                                   f"{self.tail()}")
-            if probe(0.5):
-                return time.monotonic() - start
-            if time.monotonic() - start > deadline_s:
-                raise RuntimeError(f"worker not ready after {deadline_s:.0f}s:\n{self.tail()}")
-
-    def tail(self, n: int = 40) -> str:
-        lines = self.log.read_text(errors="replace").splitlines()
-        return "\n".join(lines[-n:])
-
-    def problems(self, n: int = 30) -> list[str]:
-        lines = self.log.read_text(errors="replace").splitlines()
-        return [ln for ln in lines if any(w in ln for w in ("ERROR", "CRITICAL", "Traceback",
-                                                            "WARNING", "Error"))][-n:]
-
-    def stop(self) -> None:
-        """SIGTERM the worker (warm shutdown), SIGKILL its process group after a deadline."""
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_DEADLINE_S)
-            except subprocess.TimeoutExpired:
-                print(f"worker did not stop in {STOP_DEADLINE_S:.0f}s; SIGKILL", file=sys.stderr)
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        self._log_file.close()
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     start = time.perf_counter()
     value = fn()
     return time.perf_counter() - start, value
-
-
-def cleanup(client: redis.Redis, tag: str) -> int:
-    """Delete only the keys this run wrote; returns how many."""
-    deleted = 0
-    for pattern in (f"{tag}*", f"_kombu.binding.{tag}*", f"_kombu.binding_permanent.{tag}*"):
-        keys = list(client.scan_iter(match=pattern, count=1000))
-        for i in range(0, len(keys), 500):
-            deleted += int(client.delete(*keys[i:i + 500]))
-    # The worker's remote-control queue is a member of the shared pidbox binding set.
-    pidbox = "_kombu.binding.celery.pidbox"
-    ours = [m for m in client.smembers(pidbox) if tag.encode() in m]
-    if ours:
-        client.srem(pidbox, *ours)
-    return deleted
 
 
 @dataclasses.dataclass
@@ -120,22 +57,22 @@ class Bench:
     tag: str
     proj: Any
     client: redis.Redis
-    worker: Worker
+    worker: WorkerProcess
     log: Path
 
     def wait_ready(self) -> float:
         """Seconds until a task makes the round trip through the worker."""
-        def probe(timeout: float) -> bool:
+        def probe() -> bool:
             try:
-                return bool(self.proj.noop_task.delay(1).get(timeout=timeout) == 1)
+                return bool(self.proj.noop_task.delay(1).get(timeout=0.5) == 1)
             except Exception:
                 return False
 
-        return self.worker.wait_ready(probe, READY_DEADLINE_S)
+        return self.worker.wait_ready(READY_DEADLINE_S, probe)
 
     def close(self) -> int:
         """Delete this benchmark's keys (after the worker stopped); returns how many."""
-        deleted = cleanup(self.client, self.tag)
+        deleted = clean_tag(self.client, self.tag)
         self.client.close()
         if self.handle.owned:
             self.handle.close()
@@ -153,8 +90,9 @@ def start_bench(log_prefix: str) -> Bench:
     log = Path(tempfile.mkdtemp(prefix=log_prefix)) / "worker.log"
     print(f"redis {handle.url} ({'private' if handle.owned else 'shared'}), tag {tag}, "
           f"worker log {log}")
-    return Bench(handle, tag, proj, redis.Redis.from_url(handle.url), Worker(env, tag, tag, log),
-                 log)
+    worker = WorkerProcess("bench.proj", log, queues=[tag], concurrency=2, env=env, cwd=ROOT,
+                           loglevel="WARNING", hostname=f"{tag}@%h")
+    return Bench(handle, tag, proj, redis.Redis.from_url(handle.url), worker, log)
 
 
 def main(argv: list[str] | None = None) -> int:

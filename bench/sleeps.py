@@ -37,7 +37,8 @@ if str(ROOT) not in sys.path:
 
 import redis  # noqa: E402
 
-from bench.run import Worker, start_bench  # noqa: E402
+from bench.run import start_bench  # noqa: E402
+from celery_durable.devstack import WorkerProcess  # noqa: E402
 
 UNACKED, UNACKED_INDEX = "unacked", "unacked_index"  # kombu's Redis transport defaults
 
@@ -125,7 +126,7 @@ def ms(seconds: float) -> str:
 # -- the two measurements ------------------------------------------------------------------
 def firing_lateness(proj: Any, count: int, timeout: float) -> bool:
     """Part 1; returns True if all went well (no early firing, no error)."""
-    store = proj.durable.store
+    store = proj.durable.runtime.store
     spans = [1.0 + 4.0 * i / (count - 1) if count > 1 else 3.0 for i in range(count)]
     started: list[tuple[Any, float, float]] = []
     finished: dict[str, float] = {}
@@ -174,10 +175,10 @@ def firing_lateness(proj: Any, count: int, timeout: float) -> bool:
     return not errors and early == 0 and len(lateness) == count
 
 
-def day_sleeps(proj: Any, client: redis.Redis, worker: Worker, tag: str, count: int,
+def day_sleeps(proj: Any, client: redis.Redis, worker: WorkerProcess, tag: str, count: int,
                deadline_s: float, settle_s: float) -> bool:
     """Part 2; returns True if every run got its timer scheduled in time."""
-    store = proj.durable.store
+    store = proj.durable.runtime.store
     pid = worker.process.pid
 
     def snapshot() -> dict[str, Any]:

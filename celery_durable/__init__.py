@@ -7,7 +7,7 @@
 """
 
 from .app import Durable, Step, Workflow
-from .engine.hooks import Hook, Webhook, WebhookRequest, create_hook, create_webhook
+from .engine.inboxes import Hook, Webhook, create_hook, create_webhook
 from .engine.primitives import (
     Settled,
     WorkflowMetadata,
@@ -21,6 +21,7 @@ from .engine.primitives import (
     uuid4,
     wait,
 )
+from .engine.webhook_http import WebhookRequest
 from .errors import (
     FatalError,
     HookConflictError,

@@ -1,31 +1,16 @@
-"""Arguments, results and errors to JSON and back.
+"""Arguments and results to JSON and back (kombu's JSON, nothing of Celery).
 
-Values use kombu's JSON (so ``datetime``, ``date``, ``Decimal`` and ``UUID``
-round-trip); exceptions use Celery's own ``prepare_exception`` /
-``exception_to_python`` so a step's error comes back as its own type wherever
-that type is importable, and as :class:`~celery_durable.errors.StepFailed`
-otherwise.
+``datetime``, ``date``, ``Decimal`` and ``UUID`` round-trip; a value that cannot be
+encoded is refused with a ``TypeError`` naming where it was found. Exceptions are
+encoded by :mod:`.error_codec`, which needs Celery.
 """
 
 from __future__ import annotations
 
-import importlib
-import re
-import sys
-import traceback
 from typing import Any
 
-from celery import Celery
-from celery.backends.base import DisabledBackend
 from kombu.utils.json import dumps as _dumps
 from kombu.utils.json import loads as _loads
-
-from .errors import StepFailed, WorkflowFailed
-
-_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-
-#: Traceback text kept with a recorded error (for people reading the history).
-TRACEBACK_LIMIT = 4000
 
 
 def dumps(value: Any) -> str:
@@ -99,56 +84,3 @@ def check_value(what: str, value: Any) -> Any:
         raise TypeError(f"{what} of type {_type_path(value)}{inner} cannot be stored as JSON; "
                         "return plain data (str, int, float, bool, None, list, dict, "
                         "datetime, Decimal, UUID)") from None
-
-
-class ErrorCodec:
-    """Exceptions to JSON-safe dicts and back, with Celery's rebuilding rules."""
-
-    def __init__(self, app: Celery) -> None:
-        self._backend = DisabledBackend(app=app)
-        self._backend.serializer = "json"
-
-    def encode(self, exc: BaseException) -> dict[str, Any]:
-        info = self._backend.prepare_exception(exc, serializer="json")
-        info["message"] = str(exc)
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        info["traceback"] = tb[-TRACEBACK_LIMIT:]
-        try:
-            dumps(info["exc_message"])
-        except (TypeError, ValueError):
-            info["exc_message"] = [str(exc)]
-        return info
-
-    def decode(self, error: dict[str, Any], step: str | None = None) -> BaseException:
-        """Rebuild a step's error as its own type, else :class:`StepFailed`."""
-        type_name = str(error.get("exc_type", "Exception"))
-        module = str(error.get("exc_module", ""))
-        message = str(error.get("message", ""))
-        full_type = f"{module}.{type_name}" if module and module != "builtins" else type_name
-        if module and module not in sys.modules and _MODULE_NAME.match(module):
-            # Import it rather than depend on what this process happened to import
-            # before: a replay must rebuild the same type in every worker.
-            try:
-                importlib.import_module(module)
-            except Exception:  # noqa: BLE001 - not importable here: StepFailed below
-                pass
-        try:
-            exc = self._backend.exception_to_python(
-                {k: error[k] for k in ("exc_type", "exc_module", "exc_message") if k in error})
-        except Exception:  # noqa: BLE001 - SecurityError, bad data: fall back below
-            exc = None
-        if exc is None or type(exc).__module__ != module:
-            exc = StepFailed(full_type, message, step)
-        remote = error.get("traceback")
-        if remote and hasattr(exc, "add_note"):
-            where = f"step {step!r}" if step else "the workflow"
-            exc.add_note(f"raised in {where}; its traceback there:\n{remote}")
-        return exc
-
-    def decode_run_error(self, error: dict[str, Any], run_id: str) -> BaseException:
-        """Rebuild a run's error as its own type, else :class:`WorkflowFailed`."""
-        exc = self.decode(error)
-        if isinstance(exc, StepFailed) and exc.step is None:
-            return WorkflowFailed(f"run {run_id!r} failed with {exc.type}: {exc.message}",
-                                  run_id=run_id, error=error)
-        return exc

@@ -134,6 +134,11 @@ class HookNotFound(DurableError, LookupError):
 class HookConflictError(DurableError):
     """The hook token is held by another live run."""
 
+    @classmethod
+    def held_by(cls, token: str, holder: str) -> HookConflictError:
+        return cls(f"hook token {token!r} is held by live run {holder!r}; it is free again "
+                   "once that run disposes it or ends")
+
 
 class LeaseLost(DurableError):
     """This replay lost the run's lease to another worker; its work is discarded."""

@@ -5,6 +5,8 @@ the run's live instance (from the per-process cache, else a fresh replay),
 commits the new commands in one script, dispatches them, and releases the
 lease -- or, when outcomes arrived meanwhile, keeps it and goes round again, so
 wake-ups that arrive during a replay are coalesced and never lost.
+``record_and_continue`` is how an outcome enters a run (a step's result, a fired
+timer): recorded once, and the run continued by the process that recorded it.
 """
 
 from __future__ import annotations
@@ -16,19 +18,28 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from . import codec
 from .engine import history as h
 from .engine.cache import InstanceCache
 from .engine.replay import Outcome, Replayer
 from .errors import LeaseLost, NonDeterminismError, WorkflowBlockedError
+from .messages import Dispatcher
 from .store.base import Commit, HistoryStore, Loaded, TokenClaim
+from .timers import TimerPolicy
 
 logger = logging.getLogger("celery_durable.orchestrator")
 
 WorkflowFn = Callable[..., Coroutine[Any, Any, Any]]
-Dispatch = Callable[[str, h.Command], None]
+
+
+class ErrorEncoder(Protocol):
+    """Exceptions to JSON-safe dicts and back (:class:`~.error_codec.ErrorCodec`)."""
+
+    def encode(self, exc: BaseException) -> dict[str, Any]: ...
+
+    def decode(self, error: dict[str, Any], step: str | None = None) -> BaseException: ...
 
 
 def new_token() -> str:
@@ -54,13 +65,40 @@ class Orchestrator:
     store: HistoryStore
     #: The function of a registered workflow, by name (None if this process lacks it).
     find_workflow: Callable[[str], WorkflowFn | None]
-    dispatch: Dispatch
-    errors: Any  # codec.ErrorCodec
+    dispatcher: Dispatcher
+    errors: ErrorEncoder
     cache: InstanceCache
-    lease: float = 30.0
-    block_deadline: float = 2.0
-    timer_horizon: float = 300.0
-    webhook_base_url: str = "http://localhost:5000/durable"
+    timers: TimerPolicy
+    lease: float
+    block_deadline: float
+    webhook_base_url: str
+
+    def record_and_continue(self, run_id: str, seq: int, event: dict[str, Any], *,
+                            timer_due: float | None = None) -> bool:
+        """Record command ``seq``'s outcome once; if the run's lease is free, continue
+        the run here, in this process (saving a broker round trip).
+
+        For a timer, ``timer_due`` is the due time its commit marked. Returns False
+        when the outcome was not recorded: another copy recorded one first, the run
+        ended, or the timer does not match a committed one.
+        """
+        token = new_token()
+        # Read the history tail in the same round trip, from where this process's live
+        # instance of the run stands, in case the lease comes with the outcome.
+        recorded = self.store.record(run_id, seq, event, token, timer_due=timer_due,
+                                     read_from=self.position(run_id))
+        if recorded.recorded and recorded.leased and self.drive(
+                run_id, token, loaded=recorded.loaded) == "unknown-workflow":
+            self.dispatcher.wake(run_id)  # this worker lacks the workflow: hand it on
+        return recorded.recorded
+
+    def send(self, run_id: str, command: h.Command) -> None:
+        """Send what a committed command needs: a step's message, or a timer's."""
+        if isinstance(command, h.StepCommand):
+            self.dispatcher.send_step(run_id, command.seq, command.name, command.args,
+                                      command.kwargs)
+        elif isinstance(command, h.TimerCommand):
+            self.dispatcher.send_timer(run_id, command.seq, command.due)
 
     def position(self, run_id: str) -> int:
         """Where this process's live instance of the run stands (0 without one): the
@@ -136,8 +174,7 @@ class Orchestrator:
             watch_at=now + self.lease if queued else None,
             # One decision per timer: armed ones get their ETA message right after the
             # commit; the others wait in the index for the sweeper.
-            timers=[(c.seq, c.due, c.due <= now + self.timer_horizon)
-                    for c in commands if isinstance(c, h.TimerCommand)])
+            timers=self.timers.plan(commands, now))
         self._tokens(run_id, replayer, commands, commit, now)
         try:
             released = self.store.commit(run_id, token, commit)
@@ -154,13 +191,13 @@ class Orchestrator:
         for command in commands:
             if isinstance(command, h.TimerCommand) and command.seq not in armed:
                 continue  # the sweeper hands it to a message when it comes due
-            self.dispatch(run_id, command)
+            self.send(run_id, command)
         for seq in lost:
             lost_command = replayer.command(seq)
             if lost_command is not None:
                 logger.warning("run %s: step #%d is due again (a long retry, or its worker or "
                                "message was lost); sending it", run_id, seq)
-                self.dispatch(run_id, lost_command)
+                self.send(run_id, lost_command)
         # Marked "being published" by the commit: a worker dying before this line leaves
         # marks the sweeper resends after a lease, not after the long queue timeout.
         self.store.published(run_id, queued)
@@ -176,11 +213,11 @@ class Orchestrator:
         wait unseen, else check again when the next in-flight step could be lost."""
         now = time.time()
         lost, next_due = self.store.check_inflight(run_id, now)
-        state = self.store.state(run_id) or {}
-        if state.get("status") != "running":
+        state = self.store.state(run_id)
+        if state is None or not state.running:
             self.store.unwatch_if_idle(run_id)
-            return state.get("status", "missing")
-        if lost or state.get("dirty") or state.get("replaying"):
+            return state.status if state is not None else "missing"
+        if lost or state.dirty or state.replaying:
             outcome = self.drive(run_id, recover=True)
             if outcome != "busy" and next_due is None:
                 self.store.unwatch_if_idle(run_id)
@@ -204,7 +241,7 @@ class Orchestrator:
         commit.inboxes = [(c.seq, c.kind, c.token) for c in claims]
         for claim, holder in self.store.claim_tokens(run_id, claims) if claims else []:
             holder_state = self.store.state(holder)
-            if holder_state is None or holder_state.get("status") != "running" or \
+            if holder_state is None or not holder_state.running or \
                     self._abandoned(holder, claim, now):
                 # Its holder ended or disposed it without releasing the token (it died
                 # in between): take it over, unless a third run took it over first.
@@ -231,8 +268,8 @@ class Orchestrator:
         older than a lease: that holder died between two round trips."""
         if self.store.holds_inbox(holder, claim.kind, claim.token):
             return False
-        info = self.store.token_info(claim.token) or {}
-        return int(info.get("claimed_at") or 0) / 1000 < now - self.lease
+        info = self.store.token_info(claim.token)
+        return (info.claimed_at if info is not None else 0.0) < now - self.lease
 
     def _new_replayer(self, run_id: str, events: list[dict[str, Any]]) -> Replayer | None:
         started = events[0] if events else {}

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import codec
 from .engine import history as h
-from .errors import RunNotFound, WorkflowCancelled
-
-if TYPE_CHECKING:
-    from .app import Durable
+from .errors import WorkflowCancelled
+from .runtime import Runtime
+from .store.base import RunState
 
 
 def _iso(at: Any) -> Any:
@@ -30,8 +28,8 @@ class Run:
     'stored:ada'
     """
 
-    def __init__(self, durable: Durable, run_id: str) -> None:
-        self.durable = durable
+    def __init__(self, runtime: Runtime, run_id: str) -> None:
+        self.runtime = runtime
         self.id = run_id
 
     def __repr__(self) -> str:
@@ -47,20 +45,18 @@ class Run:
     def __hash__(self) -> int:
         return hash(self.id)
 
-    def _state(self) -> dict[str, str]:
-        state = self.durable.store.state(self.id)
-        if state is None:
-            raise RunNotFound(f"no run with id {self.id!r} (never started, or past retention)")
-        return state
+    def _state(self) -> RunState:
+        return self.runtime.run_state(self.id)
 
     @property
     def status(self) -> str:
         """``running``, ``completed``, ``failed`` or ``cancelled``."""
-        return self._state()["status"]
+        return self._state().status
 
     @property
     def workflow_name(self) -> str:
-        return self._state().get("workflow", "")
+        """The name of the run's workflow."""
+        return self._state().workflow
 
     def result(self, timeout: float | None = None) -> Any:
         """Block until the run ends; return its value or raise its error.
@@ -72,33 +68,28 @@ class Run:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             state = self._state()
-            if state["status"] != "running":
+            if not state.running:
                 return self._outcome(state)
             remaining = 5.0 if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"run {self.id!r} is still running after {timeout}s")
-            self.durable.store.wait_ended(self.id, min(remaining, 5.0))
+            self.runtime.store.wait_ended(self.id, min(remaining, 5.0))
 
-    def _outcome(self, state: dict[str, str]) -> Any:
-        outcome = codec.loads(state["outcome"]) if state.get("outcome") else {}
+    def _outcome(self, state: RunState) -> Any:
+        outcome = state.outcome or {}
         kind = outcome.get("type")
         if kind == h.RUN_COMPLETED:
             return outcome.get("result")
         if kind == h.RUN_CANCELLED:
             raise WorkflowCancelled(f"run {self.id!r} was cancelled")
-        raise self.durable.errors.decode_run_error(outcome.get("error") or {}, self.id)
+        raise self.runtime.errors.decode_run_error(outcome.get("error") or {}, self.id)
 
     def cancel(self) -> bool:
         """Ask the run to stop: the workflow sees ``asyncio.CancelledError`` at its await.
 
         Returns False if the run had already ended.
         """
-        self._state()
-        event = {"type": h.CANCEL_REQUESTED, "at": time.time()}
-        if not self.durable.store.request_cancel(self.id, event):
-            return False
-        self.durable.wake(self.id)
-        return True
+        return self.runtime.cancel(self.id)
 
     def wake_up(self) -> int:
         """Fire the run's pending sleeps now (an operator's "skip the wait").
@@ -106,22 +97,7 @@ class Run:
         Returns how many timers were fired.
         """
         self._state()
-        fired: set[int] = set()
-        pending: list[tuple[int, float]] = []
-        for event in self.durable.store.events(self.id):
-            if event["type"] == h.TIMER_FIRED:
-                fired.add(int(event["seq"]))
-            elif event["type"] == h.TIMER_SCHEDULED:
-                pending.append((int(event["seq"]), float(event["due"])))
-        count = 0
-        for seq, due in pending:
-            if seq in fired:
-                continue
-            event = {"type": h.TIMER_FIRED, "seq": seq, "at": time.time(), "woken": True}
-            count += self.durable.store.record(self.id, seq, event, "", timer_due=due).recorded
-        if count:
-            self.durable.wake(self.id)
-        return count
+        return self.runtime.timers.wake_up(self.id)
 
     def events(self) -> list[dict[str, Any]]:
         """The history: dicts with ``type``, ``at`` (ISO-8601 UTC) and, where it applies,
@@ -129,7 +105,7 @@ class Run:
         self._state()
         names: dict[int, str] = {}
         out = []
-        for event in self.durable.store.events(self.id):
+        for event in self.runtime.store.events(self.id):
             event = dict(event)
             seq = event.get("seq")
             if event["type"] == h.STEP_SCHEDULED and seq is not None:

@@ -20,17 +20,18 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from celery.exceptions import WorkerLostError
 
 from . import codec
+from .dispatch import STEP_HEADER
 from .engine import history as h
 from .errors import FatalError, RetryableError
-from .orchestrator import new_token
-
-if TYPE_CHECKING:
-    from .app import Durable
+from .messages import Dispatcher
+from .orchestrator import ErrorEncoder, Orchestrator
+from .store.base import HistoryStore
+from .timers import TimerPolicy
 
 logger = logging.getLogger("celery_durable.steps")
 
@@ -77,8 +78,9 @@ def backoff_delay(attempt: int, base: float = 1.0, maximum: float = 600.0,
 class Heartbeat:
     """One daemon thread per process that keeps running steps' leases alive."""
 
-    def __init__(self, durable: Durable) -> None:
-        self.durable = durable
+    def __init__(self, store: HistoryStore, lease: float) -> None:
+        self.store = store
+        self.lease = lease
         self._active: dict[tuple[str, int], float] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -98,7 +100,7 @@ class Heartbeat:
             self._active.pop((run_id, seq), None)
 
     def _beat(self) -> None:
-        lease = self.durable.settings.step_lease
+        lease = self.lease
         while True:
             time.sleep(max(0.05, lease / 3))
             with self._lock:
@@ -108,7 +110,7 @@ class Heartbeat:
             if not due:
                 continue
             try:
-                self.durable.store.heartbeat(due, time.time() + lease)
+                self.store.heartbeat(due, time.time() + lease)
             except Exception:  # noqa: BLE001 - a missed beat is retried next period
                 logger.warning("step heartbeat failed", exc_info=True)
 
@@ -128,21 +130,28 @@ def run_coroutine(coro: Any) -> Any:
 class StepRunner:
     """Executes one step function for a Celery task request."""
 
-    def __init__(self, durable: Durable) -> None:
-        self.durable = durable
-        self.heartbeat = Heartbeat(durable)
+    def __init__(self, *, store: HistoryStore, orchestrator: Orchestrator,
+                 errors: ErrorEncoder, dispatcher: Dispatcher, timers: TimerPolicy,
+                 lease: float) -> None:
+        self.store = store
+        self.orchestrator = orchestrator
+        self.errors = errors
+        self.dispatcher = dispatcher
+        self.timers = timers
+        self.lease = lease
+        self.heartbeat = Heartbeat(store, lease)
+
+    def __repr__(self) -> str:
+        return f"<StepRunner lease={self.lease}s>"
 
     def execute(self, task: Any, name: str, fn: Callable[..., Any], max_retries: float,
                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        marker = getattr(task.request, "durable", None)
+        marker = getattr(task.request, STEP_HEADER, None)
         if not marker:
             result = fn(*args, **kwargs)
             return run_coroutine(result) if inspect.iscoroutine(result) else result
         run_id, seq = str(marker[0]), int(marker[1])
-        durable = self.durable
-        store = durable.store
-        lease = durable.settings.step_lease
-        claim = store.begin_step(run_id, seq, time.time() + lease)
+        claim = self.store.begin_step(run_id, seq, time.time() + self.lease)
         if not claim.run:
             logger.info("run %s step #%d %s: not running it (%s)", run_id, seq, name,
                         claim.status)
@@ -155,7 +164,7 @@ class StepRunner:
                                    "worker was lost each time (killed, out of memory, or "
                                    "over its hard time limit)")
             self._finish(meta, {"type": h.STEP_FAILED, "seq": seq, "at": time.time(),
-                                "attempt": claim.attempt, "error": durable.errors.encode(lost)})
+                                "attempt": claim.attempt, "error": self.errors.encode(lost)})
             return None
         logger.debug("run %s step #%d %s: attempt %d", run_id, seq, name, claim.attempt)
         reset = _current_step.set(meta)
@@ -174,26 +183,16 @@ class StepRunner:
 
     def _finish(self, meta: StepMetadata, event: dict[str, Any]) -> None:
         """Record the outcome once and, if the run's lease is free, continue the run here."""
-        durable = self.durable
-        token = new_token()
-        orchestrator = durable.orchestrator
-        # Read the history tail in the same round trip, from where this process's live
-        # instance of the run stands, in case the lease comes with the outcome.
-        recorded = durable.store.record(meta.run_id, meta.seq, event, token,
-                                        read_from=orchestrator.position(meta.run_id))
-        if not recorded.recorded:
+        if not self.orchestrator.record_and_continue(meta.run_id, meta.seq, event):
             logger.info("run %s step #%d %s: outcome already recorded; this one is dropped",
                         meta.run_id, meta.seq, meta.name)
-        elif recorded.leased and orchestrator.drive(
-                meta.run_id, token, loaded=recorded.loaded) == "unknown-workflow":
-            durable.wake(meta.run_id)  # this worker lacks the workflow: hand it on
 
     def _attempt(self, task: Any, meta: StepMetadata, fn: Callable[..., Any],
                  max_retries: float) -> Callable[[tuple[Any, ...], dict[str, Any]],
                                                  dict[str, Any]]:
         """A call of the step that returns its outcome as an event (completed, failed,
         or retrying with ``retry_at``)."""
-        errors = self.durable.errors
+        errors = self.errors
 
         def event(kind: str, **fields: Any) -> dict[str, Any]:
             return {"type": kind, "seq": meta.seq, "at": time.time(), **fields}
@@ -241,14 +240,12 @@ class StepRunner:
         would redeliver it after its visibility timeout): the retry mark's deadline is
         the retry time, and the sweeper sends the step then, as for a lost one.
         """
-        settings = self.durable.settings
-        store = self.durable.store
         retry_at = float(event["retry_at"])
         delay = retry_at - time.time()
-        if delay > settings.timer_horizon:
-            if store.record_retry(meta.run_id, meta.seq, event, retry_at):
-                store.watch(meta.run_id, retry_at)
+        if not self.timers.arm_now(retry_at, time.time()):
+            if self.store.record_retry(meta.run_id, meta.seq, event, retry_at):
+                self.store.watch(meta.run_id, retry_at)
             return
-        if store.record_retry(meta.run_id, meta.seq, event, retry_at + settings.step_lease):
-            self.durable.send_step(meta.run_id, meta.seq, meta.name, list(args), kwargs,
-                                   countdown=max(0.0, delay))
+        if self.store.record_retry(meta.run_id, meta.seq, event, retry_at + self.lease):
+            self.dispatcher.send_step(meta.run_id, meta.seq, meta.name, list(args), kwargs,
+                                      countdown=max(0.0, delay))

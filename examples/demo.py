@@ -17,11 +17,8 @@ import datetime as dt
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 import urllib.error
@@ -33,6 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import redis
+
+from celery_durable.devstack import (
+    WebServer,
+    WorkerProcess,
+    clean_tag,
+    find_or_start_redis,
+    free_port,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT_TIMEOUT = 30.0
@@ -48,14 +53,6 @@ def expect(condition: bool, message: str) -> None:
 
 
 # -- the local stack: worker, web app, cleanup ------------------------------------------
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def example_env(redis_url: str, tag: str, web_port: int) -> dict[str, str]:
     """The settings examples.app reads; ``tag`` is both key prefix and queue name."""
     return {"EXAMPLES_REDIS_URL": redis_url, "EXAMPLES_QUEUE": tag, "EXAMPLES_PREFIX": tag,
@@ -74,67 +71,11 @@ def load_app(env: dict[str, str]) -> Any:
     return module
 
 
-class Worker:
-    """``celery -A examples.app worker`` in its own process group."""
-
-    def __init__(self, env: dict[str, str], log: Path, concurrency: int = 2) -> None:
-        self.log = log
-        cmd = [sys.executable, "-m", "celery", "-A", "examples.app", "worker",
-               "-c", str(concurrency), "--loglevel=INFO", "-Q", env["EXAMPLES_QUEUE"],
-               "--without-gossip", "--without-mingle", "--without-heartbeat",
-               "-n", f"{env['EXAMPLES_QUEUE']}@%h"]
-        full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
-        self._log_file = log.open("ab")
-        self.process = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=self._log_file,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while b"ready." not in self.log.read_bytes():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the worker exited early:\n{self.tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the worker was not ready within {timeout}s:\n{self.tail()}")
-            time.sleep(0.05)
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)  # warm shutdown
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        self._log_file.close()
-
-
-def serve_web(web: Any, port: int) -> Any:
-    """Serve the Flask app on 127.0.0.1:``port`` in a daemon thread; returns the server."""
-    import logging
-
-    from werkzeug.serving import make_server
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log in the output
-    server = make_server("127.0.0.1", port, web, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-def delete_keys(redis_url: str, tag: str) -> int:
-    """Delete what this demo wrote: keys of its prefix and queue (both ``tag``)."""
-    client = redis.Redis.from_url(redis_url)
-    deleted = 0
-    try:
-        for pattern in (f"{tag}*", f"_kombu.binding*.{tag}*"):
-            keys = list(client.scan_iter(match=pattern, count=1000))
-            for i in range(0, len(keys), 500):
-                deleted += client.delete(*keys[i:i + 500])
-    finally:
-        client.close()
-    return deleted
+def start_worker(env: dict[str, str], log: Path) -> WorkerProcess:
+    """``celery -A examples.app worker`` on the example queue."""
+    return WorkerProcess("examples.app", log, queues=[env["EXAMPLES_QUEUE"]],
+                         env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+                         hostname=f"{env['EXAMPLES_QUEUE']}@%h")
 
 
 @contextmanager
@@ -147,12 +88,12 @@ def running_stack(redis_url: str, tag: str) -> Iterator[dict[str, str]]:
     env = example_env(redis_url, tag, port)
     saved = {key: os.environ.get(key) for key in env}
     logs = Path(tempfile.mkdtemp(prefix="celery-durable-demo-"))
-    worker: Worker | None = None
+    worker: WorkerProcess | None = None
     server = None
     try:
         module = load_app(env)
-        worker = Worker(env, logs / "worker.log")
-        server = serve_web(module.web, port)
+        worker = start_worker(env, logs / "worker.log")
+        server = WebServer(module.web, port=port)
         worker.wait_ready()
         yield env
     except BaseException:
@@ -163,8 +104,12 @@ def running_stack(redis_url: str, tag: str) -> Iterator[dict[str, str]]:
         if worker is not None:
             worker.stop()
         if server is not None:
-            server.shutdown()
-        delete_keys(redis_url, tag)
+            server.stop()
+        client = redis.Redis.from_url(redis_url)
+        try:
+            clean_tag(client, tag)
+        finally:
+            client.close()
         shutil.rmtree(logs, ignore_errors=True)
         for key, value in saved.items():
             if value is None:
@@ -279,8 +224,6 @@ def run_all() -> int:
 
 
 def main() -> int:
-    from tests.support.redis_server import find_or_start_redis
-
     began = time.monotonic()
     handle = find_or_start_redis()
     tag = f"examples-{uuid.uuid4().hex[:10]}"

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.redis_server import RedisHandle, find_or_start_redis
+from celery_durable.devstack.redis_server import RedisHandle, find_or_start_redis
 
 
 @pytest.fixture(scope="session")

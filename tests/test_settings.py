@@ -42,3 +42,30 @@ def test_sentinel_broker_lends_its_master_name_to_the_store():
 def test_sentinel_url_without_master_name_is_a_clear_error():
     with pytest.raises(ValueError, match="master_name"):
         connect("sentinel://127.0.0.1:26379")
+
+
+def test_zero_is_a_value_not_a_missing_setting():
+    app = Celery("t", broker="redis://127.0.0.1:6379/3")
+    app.conf.durable_timer_grace = 0
+    app.conf.durable_timer_horizon = 0
+    s = Settings.from_app(app)
+    assert (s.timer_grace, s.timer_horizon) == (0, 0)
+
+
+def test_a_bad_setting_is_refused_by_name():
+    app = Celery("t", broker="redis://127.0.0.1:6379/3")
+    app.conf.durable_step_lease = "30 seconds"
+    with pytest.raises(ValueError, match="durable_step_lease"):
+        Settings.from_app(app)
+    app.conf.durable_step_lease = 0
+    with pytest.raises(ValueError, match="durable_step_lease must be above zero"):
+        Settings.from_app(app)
+
+
+def test_every_default_is_in_one_table():
+    from celery_durable.settings import DEFAULTS
+
+    s = Settings.from_conf({})
+    assert s.step_lease == DEFAULTS["durable_step_lease"]
+    assert s.webhook_base_url == DEFAULTS["durable_webhook_base_url"]
+    assert s.redis_url == "redis://localhost:6379/0"

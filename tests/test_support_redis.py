@@ -1,4 +1,4 @@
-"""Tests of tests/support/redis_server.py, against real redis-server processes."""
+"""Tests of celery_durable/devstack/redis_server.py, against real redis-server processes."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from tests.support import redis_server as rs
-from tests.support.redis_server import (
+from celery_durable.devstack import redis_server as rs
+from celery_durable.devstack.redis_server import (
     RedisHandle,
     find_or_start_redis,
     find_redis_server_binary,

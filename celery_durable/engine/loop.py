@@ -43,6 +43,8 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         self._closed = False
         self._running = False
         self._exception_handler: Any = None
+        #: What the primitives reach through the running loop (the replayer).
+        self.workflow_context: Any = None
         #: The last errors raised by callbacks that no task could receive (logged).
         self.unhandled: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
 

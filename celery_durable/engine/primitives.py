@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Awaitable, Coroutine, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
-from .context import require_replayer
+from .context import WorkflowContext, require_context
 from .history import StepCommand
 
 T = TypeVar("T")
@@ -222,8 +222,8 @@ async def sleep(duration: float | dt.timedelta | str | dt.datetime) -> None:
     >>> await sleep("1 day")                                   # doctest: +SKIP
     >>> await sleep(datetime(2027, 1, 1, 9, 0))               # until then (UTC)
     """
-    replayer = require_replayer("sleep()")
-    seconds = _seconds_until(duration, replayer.now())
+    context = require_context("sleep()")
+    seconds = _seconds_until(duration, context.now())
     if not math.isfinite(seconds):
         raise ValueError(f"sleep() needs a finite duration, got {duration!r}")
     if seconds > 0:
@@ -234,17 +234,17 @@ async def sleep(duration: float | dt.timedelta | str | dt.datetime) -> None:
 
 def now() -> dt.datetime:
     """The workflow's deterministic clock (UTC); it does not move during replay."""
-    return dt.datetime.fromtimestamp(require_replayer("now()").now(), dt.timezone.utc)
+    return dt.datetime.fromtimestamp(require_context("now()").now(), dt.timezone.utc)
 
 
 def random() -> float:
     """A float in [0, 1), the same on every replay of this run."""
-    return require_replayer("random()").random.random()
+    return require_context("random()").random.random()
 
 
 def uuid4() -> uuid.UUID:
     """A version-4 UUID, the same on every replay of this run."""
-    bits = require_replayer("uuid4()").random.getrandbits(128)
+    bits = require_context("uuid4()").random.getrandbits(128)
     return uuid.UUID(int=bits, version=4)
 
 
@@ -259,7 +259,7 @@ class WorkflowMetadata:
 
 def get_workflow_metadata() -> WorkflowMetadata:
     """The running workflow's run id, name and start time."""
-    info = require_replayer("get_workflow_metadata()").info
+    info = require_context("get_workflow_metadata()").info
     assert info is not None
     return WorkflowMetadata(info.run_id, info.workflow_name,
                             dt.datetime.fromtimestamp(info.started_at, dt.timezone.utc))
@@ -273,10 +273,10 @@ def call_step(name: str, args: list[Any], kwargs: dict[str, Any]) -> Coroutine[A
     The step's ``seq`` is taken now, at the call site (see ``Replayer.reserve_seq``).
     Arguments must already be JSON-normalised.
     """
-    replayer = require_replayer(f"step {name!r}")
-    seq = replayer.reserve_seq()
-    return _scheduled_step(replayer, seq, StepCommand(name=name, args=args, kwargs=kwargs))
+    context = require_context(f"step {name!r}")
+    seq = context.reserve_seq()
+    return _scheduled_step(context, seq, StepCommand(name=name, args=args, kwargs=kwargs))
 
 
-async def _scheduled_step(replayer: Any, seq: int, command: StepCommand) -> Any:
-    return await replayer.schedule(command, seq)
+async def _scheduled_step(context: WorkflowContext, seq: int, command: StepCommand) -> Any:
+    return await context.schedule(command, seq)

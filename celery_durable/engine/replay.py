@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
-from ..errors import NonDeterminismError
+from ..errors import HookConflictError, NonDeterminismError
 from . import history as h
 from .loop import DEFAULT_BLOCK_DEADLINE, WorkflowEventLoop
 
@@ -65,7 +65,7 @@ class Replayer:
     def __init__(self, workflow: Callable[..., Coroutine[Any, Any, Any]], *, run_id: str,
                  error_decoder: ErrorDecoder = _default_error_decoder,
                  block_deadline: float = DEFAULT_BLOCK_DEADLINE,
-                 webhook_base_url: str = "http://localhost:5000/durable") -> None:
+                 webhook_base_url: str = "") -> None:
         self.workflow = workflow
         self.run_id = run_id
         self.webhook_base_url = webhook_base_url
@@ -142,7 +142,7 @@ class Replayer:
         self._recorded_python = event.get("python")
         self.loop = WorkflowEventLoop(  # type: ignore[abstract]  # I/O methods left out on purpose
             float(event["at"]), self._on_timer, self._block_deadline)
-        self.loop.replayer = self  # type: ignore[attr-defined]
+        self.loop.workflow_context = self
         self._main = self.loop.create_task(
             self._run_workflow(event.get("args", []), event.get("kwargs", {})),
             name=f"workflow:{self.run_id}")
@@ -199,8 +199,6 @@ class Replayer:
         self.loop.run_until_idle()
 
     def _deliver_to_inbox(self, event: dict[str, Any]) -> None:
-        from .hooks import conflict_error
-
         seq = int(event["seq"])
         inbox = self._inboxes.get(seq)
         expected_kind = "webhook" if event["type"] == h.WEBHOOK_RECEIVED else "hook"
@@ -219,7 +217,7 @@ class Replayer:
         elif kind == h.HOOK_RECEIVED:
             inbox.deliver(event.get("payload"))
         else:
-            inbox.fail(conflict_error(inbox.token, str(event.get("holder"))))
+            inbox.fail(HookConflictError.held_by(inbox.token, str(event.get("holder"))))
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
         if self._discarded or self.outcome is not None:

@@ -1,6 +1,9 @@
-"""Where histories live: the interface (:mod:`.base`), the key schema and Redis."""
+"""Where histories live: the interface (:mod:`.base`), the key schema, the mark format
+and Redis."""
 
-from .base import Commit, HistoryStore, Loaded, Recorded, StepClaim
-from .redis import RedisStore, connect
+from .base import Commit, HistoryStore, Loaded, Recorded, RunState, StepClaim, TokenInfo
+from .connect import connect
+from .redis import RedisStore
 
-__all__ = ["Commit", "HistoryStore", "Loaded", "Recorded", "StepClaim", "RedisStore", "connect"]
+__all__ = ["Commit", "HistoryStore", "Loaded", "Recorded", "RunState", "StepClaim",
+           "TokenInfo", "RedisStore", "connect"]

@@ -12,6 +12,46 @@ from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
+class RunState:
+    """A run's state as the store keeps it (not its history)."""
+
+    status: str
+    workflow: str
+    #: When the run was created (UNIX seconds).
+    created_at: float
+    #: When it ended (UNIX seconds), if it has.
+    ended_at: float | None = None
+    #: Events arrived that the lease holder has not seen.
+    dirty: bool = False
+    #: A replay took the lease and has not committed (if the lease is gone, it died).
+    replaying: bool = False
+    cancel_requested: bool = False
+    #: The final event (``run_completed``/``run_failed``/``run_cancelled``) once it ended.
+    outcome: dict[str, Any] | None = None
+    #: Tells this run from an older one that had the same id (the cache checks it).
+    epoch: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenInfo:
+    """What a live webhook or hook token maps to."""
+
+    run_id: str
+    seq: int
+    kind: str
+    #: The only HTTP method a webhook accepts (None: any).
+    method: str | None = None
+    #: ``None`` (202), ``"manual"``, or a static response's JSON form.
+    respond_with: Any = None
+    #: When the token was claimed (UNIX seconds).
+    claimed_at: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
 class StepClaim:
     """What a worker learns when it begins a step: run it or not, and which attempt."""
 
@@ -134,8 +174,8 @@ class HistoryStore(abc.ABC):
         """Append ``cancel_requested`` once; False if the run has ended."""
 
     @abc.abstractmethod
-    def state(self, run_id: str) -> dict[str, str] | None:
-        """The run's state hash, or None if there is no such run."""
+    def state(self, run_id: str) -> RunState | None:
+        """The run's state, or None if there is no such run."""
 
     @abc.abstractmethod
     def events(self, run_id: str) -> list[dict[str, Any]]:
@@ -186,8 +226,8 @@ class HistoryStore(abc.ABC):
         """True while the run has a live (committed, not disposed) webhook/hook with it."""
 
     @abc.abstractmethod
-    def token_info(self, token: str) -> dict[str, str] | None:
-        """What a live token maps to (run, seq, kind, method, respond_with), or None."""
+    def token_info(self, token: str) -> TokenInfo | None:
+        """What a live token maps to, or None."""
 
     @abc.abstractmethod
     def deliver(self, run_id: str, event: dict[str, Any], kind: str, token: str) -> bool:

@@ -19,8 +19,21 @@ import redis
 
 from .. import codec
 from ..errors import LeaseLost
-from .base import Commit, HistoryStore, Loaded, Recorded, StepClaim, TokenClaim
+from . import marks
+from .base import (
+    Commit,
+    HistoryStore,
+    Loaded,
+    Recorded,
+    RunState,
+    StepClaim,
+    TokenClaim,
+    TokenInfo,
+)
+from .connect import connect
 from .keys import KeySchema
+
+__all__ = ["RedisStore", "connect"]
 
 SCRIPTS = ("create", "load", "commit", "begin_step", "heartbeat", "record", "retry", "cancel",
            "claim_due", "release", "renew", "busy", "arm_timers", "claim_token",
@@ -32,7 +45,9 @@ RESPONSE_TTL = 120
 
 @functools.cache
 def _lua(name: str) -> str:
-    return importlib.resources.files(__package__).joinpath("lua", f"{name}.lua").read_text()
+    """A script's text, after the mark format prelude every script shares."""
+    folder = importlib.resources.files(__package__).joinpath("lua")
+    return folder.joinpath("marks.lua").read_text() + folder.joinpath(f"{name}.lua").read_text()
 
 
 def _ms(seconds: float) -> int:
@@ -42,48 +57,6 @@ def _ms(seconds: float) -> int:
 def _due_ms(due: float) -> int:
     """A timer's due time in ms, rounded so that ``due_ms / 1000`` maps back to it."""
     return int(round(due * 1000))
-
-
-def connect(url: str, options: dict[str, Any] | None = None, cluster: bool = False) -> Any:
-    """A redis-py client for ``durable_redis_url`` (strings decoded as UTF-8).
-
-    ``redis://``, ``rediss://``, ``unix://``; ``sentinel://h1:p1;sentinel://h2:p2``
-    (Celery's form, with ``master_name`` in ``options``); or any node of a Redis
-    Cluster with ``cluster=True``.
-    """
-    options = dict(options or {})
-    options.setdefault("decode_responses", True)
-    if url.startswith("sentinel://"):
-        return _connect_sentinel(url, options)
-    if cluster:
-        from redis.cluster import RedisCluster
-
-        return RedisCluster.from_url(url, **options)
-    options.setdefault("health_check_interval", 30)
-    return redis.Redis.from_url(url, **options)
-
-
-def _connect_sentinel(url: str, options: dict[str, Any]) -> Any:
-    from urllib.parse import urlparse
-
-    from redis.sentinel import Sentinel
-
-    master_name = options.pop("master_name", None) or options.pop("service_name", None)
-    if not master_name:
-        raise ValueError(f"durable_redis_url {url!r} is a Sentinel URL: set the master's name, "
-                         "e.g. app.conf.durable_redis_options = {'master_name': 'mymaster'}")
-    sentinel_kwargs = options.pop("sentinel_kwargs", None)
-    hosts, password, db = [], None, 0
-    for part in url.split(";"):
-        parsed = urlparse(part.strip())
-        hosts.append((parsed.hostname or "localhost", parsed.port or 26379))
-        password = password or parsed.password
-        if parsed.path.strip("/").isdigit():
-            db = int(parsed.path.strip("/"))
-    if password:
-        options.setdefault("password", password)
-    options.setdefault("db", db)
-    return Sentinel(hosts, sentinel_kwargs=sentinel_kwargs).master_for(master_name, **options)
 
 
 class _Batch:
@@ -136,14 +109,18 @@ class _Batch:
 
 
 class RedisStore(HistoryStore):
-    """:class:`~.base.HistoryStore` on a redis-py client.
+    """:class:`~.base.HistoryStore` on a redis-py client (strings decoded).
 
-    >>> store = RedisStore(redis.Redis.from_url(url, decode_responses=True))  # doctest: +SKIP
+    The timings come from the settings (:class:`~celery_durable.settings.Settings`
+    has their defaults).
+
+    >>> store = RedisStore(connect(url), prefix="durable", lease=30, retention=604800,
+    ...                    timer_horizon=300, queue_timeout=3600, timer_grace=2)
+    ... # doctest: +SKIP
     """
 
-    def __init__(self, client: Any, *, prefix: str = "durable", lease: float = 30.0,
-                 retention: float = 7 * 86400, timer_horizon: float = 300.0,
-                 queue_timeout: float = 3600.0, timer_grace: float = 2.0) -> None:
+    def __init__(self, client: Any, *, prefix: str, lease: float, retention: float,
+                 timer_horizon: float, queue_timeout: float, timer_grace: float) -> None:
         self.client = client
         self.cluster = client.__class__.__name__ == "RedisCluster"
         self.keys = KeySchema(prefix)
@@ -306,9 +283,18 @@ class RedisStore(HistoryStore):
         return bool(accepted)
 
     # -- reading ---------------------------------------------------------------------
-    def state(self, run_id: str) -> dict[str, str] | None:
-        state = self.client.hgetall(self.keys.run(run_id).state)
-        return state or None
+    def state(self, run_id: str) -> RunState | None:
+        raw = self.client.hgetall(self.keys.run(run_id).state)
+        if not raw or "status" not in raw:
+            return None
+        return RunState(
+            status=raw["status"], workflow=raw.get("workflow", ""),
+            created_at=int(raw.get("created_at") or 0) / 1000,
+            ended_at=int(raw["ended_at"]) / 1000 if raw.get("ended_at") else None,
+            dirty="dirty" in raw, replaying="replaying" in raw,
+            cancel_requested="cancel" in raw,
+            outcome=codec.loads(raw["outcome"]) if raw.get("outcome") else None,
+            epoch=raw.get("created_at", ""))
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
         return [codec.loads(item) for item in
@@ -332,31 +318,10 @@ class RedisStore(HistoryStore):
 
     # -- recovery ---------------------------------------------------------------------
     def check_inflight(self, run_id: str, now: float) -> tuple[list[int], float | None]:
-        lost, next_due = [], None
-        marks = {int(f.split(":", 1)[1]): m for f, m in self.step_fields(run_id).items()
-                 if f.startswith("inflight:")}
-        holders = {m.split(":", 2)[2] for m in marks.values() if m.startswith("c:")}
-        alive = self._alive_workers(holders)
-        for seq, mark in marks.items():
-            kind, _, value = mark.partition(":") if mark[:2] in ("p:", "q:", "r:", "c:") \
-                else ("", "", mark)
-            if kind == "c":  # taken by a worker: lost when it is gone, or after a queue
-                taken_at, _, holder = value.partition(":")  # timeout in any case
-                expires = min(now + self.lease if holder in alive else now - 1,
-                              int(taken_at) / 1000 + self.queue_timeout)
-            elif kind == "r":  # waiting to retry: lost if no attempt began by the deadline
-                expires = int(value.rpartition(":")[2]) / 1000
-            elif kind == "q":  # queued: its message may sit behind a backlog
-                expires = int(value) / 1000 + self.queue_timeout
-            elif kind == "p":  # the commit was written, the publish not confirmed
-                expires = int(value) / 1000 + self.lease
-            else:  # running until then: after it, its worker is lost
-                expires = int(value) / 1000
-            if expires < now:
-                lost.append(seq)
-            elif next_due is None or expires < next_due:
-                next_due = expires
-        return sorted(lost), next_due
+        in_flight = marks.in_flight(self.step_fields(run_id))
+        alive = self._alive_workers(marks.holders(in_flight))
+        return marks.lost_steps(in_flight, now, alive, lease=self.lease,
+                                queue_timeout=self.queue_timeout)
 
     def _alive_workers(self, workers: set[str]) -> set[str]:
         names = sorted(workers)
@@ -409,12 +374,15 @@ class RedisStore(HistoryStore):
         return any(field.startswith("inbox:") and value == mark
                    for field, value in self.step_fields(run_id).items())
 
-    def token_info(self, token: str) -> dict[str, str] | None:
+    def token_info(self, token: str) -> TokenInfo | None:
         info = self.client.hgetall(self.keys.token(token))
         # The key is a hash of the token; compare the token itself in constant time too.
         if not info or not hmac.compare_digest(info.get("token", "").encode(), token.encode()):
             return None
-        return dict(info)
+        return TokenInfo(run_id=info["run"], seq=int(info["seq"]), kind=info.get("kind", ""),
+                         method=info.get("method") or None,
+                         respond_with=codec.loads(info.get("respond_with") or "null"),
+                         claimed_at=int(info.get("claimed_at") or 0) / 1000)
 
     def deliver(self, run_id: str, event: dict[str, Any], kind: str, token: str) -> bool:
         k = self.keys.run(run_id)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 CHECK = """
 import asyncio, uuid
 from tests.e2e import proj
-print(type(proj.durable.store.client).__name__)
+print(type(proj.durable.runtime.store.client).__name__)
 out = []
 out.append(proj.data_pipeline.start({"name": "ada"}).result(timeout=60))
 out.append(proj.fan_out.start(30).result(timeout=60))
@@ -26,7 +26,7 @@ token = "cluster:" + uuid.uuid4().hex[:6]
 run = proj.hook_wait.start(token)
 import time
 deadline = time.time() + 30
-while proj.durable.store.token_info(token) is None and time.time() < deadline:
+while proj.durable.runtime.store.token_info(token) is None and time.time() < deadline:
     time.sleep(0.05)
 proj.durable.resume_hook(token, "hi")
 out.append(run.result(timeout=60))

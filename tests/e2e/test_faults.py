@@ -71,10 +71,10 @@ def test_duplicate_step_message_changes_nothing(proj, shared_worker, scratch):
     # Re-deliver both step messages and a stray orchestrate, as a broker might.
     for event in before:
         if event["type"] == "step_scheduled":
-            proj.durable.send_step(run.id, event["seq"], event["name"], event["args"],
-                                   event["kwargs"])
-    proj.durable.wake(run.id)
-    proj.durable.wake(run.id, recover=True)
+            proj.durable.runtime.dispatcher.send_step(run.id, event["seq"], event["name"],
+                                                      event["args"], event["kwargs"])
+    proj.durable.runtime.dispatcher.wake(run.id)
+    proj.durable.runtime.dispatcher.wake(run.id, recover=True)
     wait_for(lambda: shared_worker.log.read_text().count(f"run {run.id} step #2") >= 1,
              what="the duplicate to be seen by the worker")
     after = run.events()
@@ -102,8 +102,8 @@ def test_run_id_reused_after_retention_starts_afresh(proj, shared_worker):
         run = proj.one_arg.apply_async(args=(value,), run_id=run_id)
         assert run.result(timeout=30) == value + 1
         # Retention passes: the run's keys expire (here: deleted at once).
-        keys = proj.durable.store.keys.run(run_id)
-        proj.durable.store.client.delete(*keys.all())
+        keys = proj.durable.runtime.store.keys.run(run_id)
+        proj.durable.runtime.store.client.delete(*keys.all())
 
 
 def test_wrong_start_arguments_are_refused_at_the_call_site(proj):
@@ -143,7 +143,7 @@ def test_steps_a_killed_worker_had_prefetched_are_sent_again_within_a_lease(
     first = start_worker(concurrency=1, extra_env=env)
     name = f"prefetch-{uuid.uuid4().hex}"
     run = proj.three_waits.start(name)
-    store = proj.durable.store
+    store = proj.durable.runtime.store
 
     def marks():
         return {f: v for f, v in store.step_fields(run.id).items() if f.startswith("inflight:")}

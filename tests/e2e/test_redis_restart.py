@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.support.redis_server import start_private_redis
+from celery_durable.devstack.redis_server import start_private_redis
 
 from .conftest import ROOT, wait_for
 

@@ -36,7 +36,7 @@ def test_wake_up_fires_pending_sleeps(proj, shared_worker):
 def test_long_sleeps_wait_in_redis_until_the_sweeper_arms_them(proj, start_worker):
     """With a 1 s horizon, a 3 s sleep holds no broker message until it is nearly due."""
     start_worker(extra_env={"DURABLE_TEST_TIMER_HORIZON": "1"})
-    store = proj.durable.store
+    store = proj.durable.runtime.store
     run = proj.sleeper.start(3.0)
     def indexed(key):
         return [m for m, _ in store.client.zscan_iter(key, match=f"{run.id}/1/*")]

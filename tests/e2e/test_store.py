@@ -16,8 +16,8 @@ def test_a_timer_fires_only_as_committed(proj, shared_worker):
     run = proj.long_sleeper.start()
     wait_for(lambda: any(e["type"] == "timer_scheduled" for e in run.events()),
              what="the sleep to be scheduled")
-    due = next(e for e in proj.durable.store.events(run.id) if e["type"] == "timer_scheduled")
-    store = proj.durable.store
+    store = proj.durable.runtime.store
+    due = next(e for e in store.events(run.id) if e["type"] == "timer_scheduled")
     event = {"type": "timer_fired", "seq": 1, "at": time.time()}
     # A stale index entry (another due time, or no such timer) is refused...
     assert not store.record(run.id, 1, event, "", timer_due=due["due"] - 3600).recorded
@@ -25,12 +25,12 @@ def test_a_timer_fires_only_as_committed(proj, shared_worker):
     # ...the committed one fires once.
     assert store.record(run.id, 1, event, "", timer_due=due["due"]).recorded
     assert not store.record(run.id, 1, event, "", timer_due=due["due"]).recorded
-    proj.durable.wake(run.id)
+    proj.durable.runtime.dispatcher.wake(run.id)
     assert run.result(timeout=30) == "awake"
 
 
 def test_sweeper_sends_an_overdue_timer_once_per_period(proj):
-    store = proj.durable.store
+    store = proj.durable.runtime.store
     member = f"sweep-{uuid.uuid4().hex}/1/{int((time.time() - 10) * 1000)}"
     store.client.zadd(store.keys.timers_due, {member: int((time.time() - 10) * 1000)})
     try:
@@ -51,13 +51,13 @@ def test_delivery_to_a_token_the_run_never_committed_is_refused(proj, shared_wor
 
     run = proj.hook_random.start()
     token = published(scratch, "hook", run)
-    store = proj.durable.store
+    store = proj.durable.runtime.store
     event = {"type": "hook_received", "seq": 99, "at": time.time(), "payload": 1}
     assert not store.deliver(run.id, event, "hook", token)  # seq 99 is no hook of it
-    event["seq"] = int(store.token_info(token)["seq"])
+    event["seq"] = store.token_info(token).seq
     assert not store.deliver(run.id, event, "webhook", token)  # not a webhook
     assert store.deliver(run.id, event, "hook", token)
-    proj.durable.wake(run.id)
+    proj.durable.runtime.dispatcher.wake(run.id)
     assert run.result(timeout=30) == {"payload": 1}
 
 
@@ -69,7 +69,7 @@ def _fake_run(store, run_id, fields):
 
 
 def test_in_flight_marks_say_when_work_is_lost(proj):
-    store = proj.durable.store
+    store = proj.durable.runtime.store
     run_id = f"marks-{uuid.uuid4().hex}"
     now = time.time()
     ms = lambda t: str(int(t * 1000))  # noqa: E731
@@ -90,7 +90,7 @@ def test_in_flight_marks_say_when_work_is_lost(proj):
 
 
 def test_heartbeat_never_shortens_a_retry_or_revives_a_finished_step(proj):
-    store = proj.durable.store
+    store = proj.durable.runtime.store
     run_id = f"beat-{uuid.uuid4().hex}"
     later = str(int((time.time() + 600) * 1000))
     keys = _fake_run(store, run_id, {"inflight:1": "r:" + later, "inflight:2": "1000"})
@@ -110,7 +110,8 @@ def test_a_redelivered_copy_of_a_running_step_is_not_an_attempt(proj, shared_wor
     started = scratch / f"{name}.started"
     wait_for(started.exists, what="the step to start")
     event = next(e for e in run.events() if e["type"] == "step_scheduled" and e["seq"] == 2)
-    proj.durable.send_step(run.id, 2, event["name"], event["args"], event["kwargs"])
+    proj.durable.runtime.dispatcher.send_step(run.id, 2, event["name"], event["args"],
+                                              event["kwargs"])
     wait_for(lambda: f"run {run.id} step #2" in shared_worker.log.read_text()
              and "(running)" in shared_worker.log.read_text(), what="the copy to be skipped")
     (scratch / name).write_text("once")
@@ -124,7 +125,7 @@ def test_a_redelivered_copy_of_a_running_step_is_not_an_attempt(proj, shared_wor
 def test_a_commit_does_not_requeue_a_step_that_began_meanwhile(proj):
     from celery_durable.store import Commit
 
-    store = proj.durable.store
+    store = proj.durable.runtime.store
     run_id = f"requeue-{uuid.uuid4().hex}"
     running_until = str(int((time.time() + 30) * 1000))
     keys = _fake_run(store, run_id, {"inflight:1": running_until, "inflight:2": "q:1"})
@@ -139,7 +140,7 @@ def test_a_commit_does_not_requeue_a_step_that_began_meanwhile(proj):
 
 
 def test_a_stray_copy_does_not_cut_a_retry_short_and_received_marks_move_on(proj):
-    store = proj.durable.store
+    store = proj.durable.runtime.store
     run_id = f"stray-{uuid.uuid4().hex}"
     ms = lambda t: str(int(t * 1000))  # noqa: E731
     now = time.time()

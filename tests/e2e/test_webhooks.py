@@ -173,8 +173,8 @@ def test_hook_recreated_with_the_same_token_keeps_working(proj, shared_worker, s
     published(scratch, "hook0", run)
     proj.durable.resume_hook(token, "first")
     published(scratch, "hook1", run)
-    wait_for(lambda: proj.durable.store.token_info(token) and
-             proj.durable.store.token_info(token)["seq"] != "1", what="the second hook")
+    wait_for(lambda: proj.durable.runtime.store.token_info(token) and
+             proj.durable.runtime.store.token_info(token).seq != 1, what="the second hook")
     proj.durable.resume_hook(token, "second")
     assert run.result(timeout=30) == ["first", "second"]
 

@@ -120,7 +120,7 @@ def test_deterministic_now_random_uuid_and_metadata(proj, shared_worker):
     from celery_durable.engine.replay import Replayer
 
     replayer = Replayer(proj.deterministic.fn, run_id=run.id)
-    replayer.feed([e for e in proj.durable.store.events(run.id)])
+    replayer.feed([e for e in proj.durable.runtime.store.events(run.id)])
     from celery_durable.codec import check_value
 
     assert check_value("replayed result", replayer.outcome.value) == value
@@ -149,7 +149,7 @@ def test_non_determinism_fails_the_run_and_keeps_history(proj, shared_worker, sc
     wait_for(lambda: (scratch / f"{name}.started").exists(), what="the step to start")
     # Record a history with variant "a", then change the code's behaviour: the
     # replay that follows the step's completion must notice the divergence.
-    store = proj.durable.store
+    store = proj.durable.runtime.store
     before = store.events(run.id)
     (scratch / f"{name}.variant").write_text("b")
     (scratch / name).write_text("xyz")
@@ -180,7 +180,7 @@ def test_non_determinism_in_a_live_run_fails_it(proj, shared_worker, scratch):
     name2 = f"{name}-2"
     run2 = proj.changing.start(name2)
     wait_for(lambda: (scratch / f"{name2}.started").exists(), what="the step to start")
-    store = proj.durable.store
+    store = proj.durable.runtime.store
     # Append a completion of seq 1 and a recorded seq 2 (variant a's command) by
     # hand-replaying with variant a; then flip to variant b for the worker.
     (scratch / f"{name2}.variant").write_text("a")
@@ -262,7 +262,7 @@ def test_result_timeout(proj, shared_worker, scratch):
 
 
 def test_step_failed_fallback_for_unknown_types(proj):
-    exc = proj.durable.errors.decode({"exc_type": "Gone", "exc_module": "nowhere.mod",
+    exc = proj.durable.runtime.errors.decode({"exc_type": "Gone", "exc_module": "nowhere.mod",
                                       "exc_message": ["x"], "message": "x"}, "s")
     assert isinstance(exc, StepFailed)
     assert exc.type == "nowhere.mod.Gone" and exc.message == "x"

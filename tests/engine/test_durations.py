@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from celery_durable.engine.hooks import create_webhook
+from celery_durable.engine.inboxes import create_webhook
 from celery_durable.engine.primitives import now, parse_duration, sleep
 
 from .sim import START, step

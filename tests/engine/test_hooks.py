@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from celery_durable.engine.hooks import create_hook, create_webhook
+from celery_durable.engine.inboxes import create_hook, create_webhook
 from celery_durable.engine.primitives import race, sleep
 from celery_durable.errors import HookConflictError, NonDeterminismError
 

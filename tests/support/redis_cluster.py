@@ -15,7 +15,13 @@ import tempfile
 
 import redis
 
-from .redis_server import RedisHandle, free_port, ping, start_private_redis, wait_until
+from celery_durable.devstack.redis_server import (
+    RedisHandle,
+    free_port,
+    ping,
+    start_private_redis,
+    wait_until,
+)
 
 SLOTS = 16384
 

@@ -7,6 +7,6 @@ if redis.call('HEXISTS', KEYS[1], 'dirty') == 1 then return 1 end
 if redis.call('HEXISTS', KEYS[1], 'replaying') == 1 then return 1 end  -- its replayer died
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
 for _, field in ipairs(redis.call('HKEYS', KEYS[3])) do
-  if string.sub(field, 1, 9) == 'inflight:' then return 1 end
+  if string.sub(field, 1, 9) == inflight_field('') then return 1 end
 end
 return 0

@@ -17,10 +17,10 @@ local marks = cjson.decode(ARGV[7])
 for _, seq in ipairs(marks.queued or {}) do
   -- A step re-dispatched as lost may have recorded its outcome, or begun, meanwhile:
   -- then its mark stays (a running deadline in the future keeps copies from running).
-  local running_until = tonumber(redis.call('HGET', KEYS[4], 'inflight:' .. seq) or '')
+  local until_ms = running_until(redis.call('HGET', KEYS[4], inflight_field(seq)))
   if redis.call('HEXISTS', KEYS[4], 'done:' .. seq) == 0 and
-     not (running_until and running_until > tonumber(ARGV[2])) then
-    redis.call('HSET', KEYS[4], 'inflight:' .. seq, 'p:' .. ARGV[2])  -- being published
+     not (until_ms and until_ms > tonumber(ARGV[2])) then
+    redis.call('HSET', KEYS[4], inflight_field(seq), publishing_mark(ARGV[2]))
   end
 end
 for _, timer in ipairs(marks.timers or {}) do

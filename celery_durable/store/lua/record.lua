@@ -13,7 +13,7 @@ if ARGV[5] ~= '' and redis.call('HGET', KEYS[3], 'timer:' .. ARGV[1]) ~= ARGV[5]
 end
 if redis.call('HSETNX', KEYS[3], 'done:' .. ARGV[1], 1) == 0 then return {0, 0} end
 redis.call('RPUSH', KEYS[1], ARGV[2])
-redis.call('HDEL', KEYS[3], 'inflight:' .. ARGV[1])
+redis.call('HDEL', KEYS[3], inflight_field(ARGV[1]))
 redis.call('HSET', KEYS[2], 'dirty', 1)
 if ARGV[3] ~= '' and redis.call('SET', KEYS[4], ARGV[3], 'NX', 'PX', ARGV[4]) then
   if ARGV[6] == '' then return {1, 1} end

@@ -6,5 +6,5 @@
 if redis.call('HGET', KEYS[2], 'status') ~= 'running' then return 0 end
 if redis.call('HEXISTS', KEYS[3], 'done:' .. ARGV[1]) == 1 then return 0 end
 redis.call('RPUSH', KEYS[1], ARGV[2])
-redis.call('HSET', KEYS[3], 'inflight:' .. ARGV[1], 'r:' .. ARGV[4] .. ':' .. ARGV[3])
+redis.call('HSET', KEYS[3], inflight_field(ARGV[1]), retry_mark(ARGV[4], ARGV[3]))
 return 1

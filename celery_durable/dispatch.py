@@ -1,0 +1,65 @@
+"""Celery at the edge: the names of our tasks, deterministic task ids, and sending.
+
+Every message the runtime sends goes through :class:`CeleryDispatcher`: the
+``celery_durable.orchestrate`` task that continues a run, a step's own task (with
+the ``durable`` header naming its run and seq), and the ETA message of
+``celery_durable.fire_timer``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery
+
+ORCHESTRATE_TASK = "celery_durable.orchestrate"
+FIRE_TIMER_TASK = "celery_durable.fire_timer"
+#: The message header that marks a step task as part of a run: ``[run id, seq]``.
+STEP_HEADER = "durable"
+_TASK_ID_NAMESPACE = uuid.UUID("6f1c1c56-3f0e-4a43-9d0c-6f8a0c5e2d11")
+
+
+def step_task_id(run_id: str, seq: int) -> str:
+    """The deterministic Celery task id of command ``seq`` of ``run_id`` (step or timer)."""
+    return str(uuid.uuid5(_TASK_ID_NAMESPACE, f"{run_id}/{seq}"))
+
+
+class CeleryDispatcher:
+    """:class:`~.messages.Dispatcher` on a Celery app.
+
+    ``find_task(name)`` gives a registered step's task, so its own options (queue,
+    routing, priority) apply; a step this process did not import is sent by name.
+    """
+
+    def __init__(self, app: Celery, find_task: Callable[[str], Any]) -> None:
+        self.app = app
+        self.find_task = find_task
+
+    def __repr__(self) -> str:
+        return f"<CeleryDispatcher app={self.app.main!r}>"
+
+    def wake(self, run_id: str, *, recover: bool = False) -> None:
+        # ignore_result: nobody reads an orchestrate result, and a result backend
+        # would otherwise subscribe and unsubscribe for each one.
+        self.app.send_task(ORCHESTRATE_TASK, args=(run_id,),
+                           kwargs={"recover": True} if recover else {}, ignore_result=True)
+
+    def send_step(self, run_id: str, seq: int, name: str, args: list[Any],
+                  kwargs: dict[str, Any], countdown: float | None = None) -> None:
+        options: dict[str, Any] = {"task_id": step_task_id(run_id, seq),
+                                   "headers": {STEP_HEADER: [run_id, seq]}}
+        if countdown:
+            options["countdown"] = countdown
+        task = self.find_task(name)
+        if task is not None:
+            task.apply_async(args=args, kwargs=kwargs, **options)
+        else:  # a step this process did not import: route it by name
+            self.app.send_task(name, args=args, kwargs=kwargs, **options)
+
+    def send_timer(self, run_id: str, seq: int, due: float) -> None:
+        self.app.send_task(FIRE_TIMER_TASK, args=(run_id, seq, due),
+                           eta=dt.datetime.fromtimestamp(due, dt.timezone.utc),
+                           task_id=step_task_id(run_id, seq), ignore_result=True)
