@@ -28,6 +28,7 @@ from .errors import (
     HookNotFound,
     NonDeterminismError,
     RetryableError,
+    RunConflictError,
     RunNotFound,
     StepFailed,
     WorkflowBlockedError,
@@ -50,6 +51,7 @@ __all__ = [
     "get_step_metadata", "StepMetadata",
     # errors
     "FatalError", "RetryableError", "StepFailed", "NonDeterminismError", "WorkflowFailed",
-    "WorkflowCancelled", "WorkflowBlockedError", "RunNotFound", "HookNotFound",
+    "WorkflowCancelled", "WorkflowBlockedError", "RunNotFound", "RunConflictError",
+    "HookNotFound",
     "HookConflictError",
 ]

@@ -90,6 +90,13 @@ class Workflow(Generic[R]):
         return f"<durable workflow {self.name}>"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, R]:
+        if current_context() is None:
+            # Its steps would run inline and return plain values, and the first `await`
+            # of one would fail with a puzzling "can't be used in 'await' expression".
+            raise TypeError(
+                f"workflow {self.name!r} is not called directly: start a run with "
+                f"{self.fn.__name__}.start(...) (or .apply_async(args=..., run_id=...)) and "
+                "wait with run.result(timeout=...); a worker runs it")
         return self.fn(*args, **kwargs)
 
     def start(self, *args: Any, **kwargs: Any) -> Run:
@@ -223,15 +230,18 @@ class Durable:
         runtime.run_state(run_id)
         return Run(runtime, run_id)
 
-    def resume_hook(self, token: str, payload: Any = None) -> str:
+    def resume_hook(self, token: str, payload: Any = None, *, wait: float | None = None
+                    ) -> str:
         """Deliver ``payload`` to the live hook with this token; returns its run id.
 
-        Raises :class:`HookNotFound` if no live run holds a hook with this token.
+        A hook exists once a worker has run the workflow up to its ``create_hook()``:
+        right after ``start()`` it may not yet. ``wait`` seconds waits (bounded) for
+        it. Raises :class:`HookNotFound` if no live run holds a hook with this token.
 
-        >>> durable.resume_hook("slack:C123", {"text": "approve"})     # doctest: +SKIP
+        >>> durable.resume_hook("slack:C123", {"text": "approve"}, wait=10)  # doctest: +SKIP
         'order-42'
         """
-        return self.runtime.resume_hook(token, payload)
+        return self.runtime.resume_hook(token, payload, wait=wait)
 
     def webhooks_blueprint(self, name: str = "celery_durable_webhooks") -> Any:
         """The Flask blueprint serving ``/webhook/<token>``.

@@ -1,6 +1,6 @@
 """Arguments and results to JSON and back (kombu's JSON, nothing of Celery).
 
-``datetime``, ``date``, ``Decimal`` and ``UUID`` round-trip; a value that cannot be
+``bytes``, ``datetime``, ``date``, ``Decimal`` and ``UUID`` round-trip; a value that cannot be
 encoded is refused with a ``TypeError`` naming where it was found. Exceptions are
 encoded by :mod:`.error_codec`, which needs Celery.
 """
@@ -69,8 +69,8 @@ def normalize_call(what: str, args: tuple[Any, ...], kwargs: dict[str, Any]
             inner = "" if bad is value else f" (it holds a {_type_path(bad)})"
             raise TypeError(
                 f"{what}: {where} of type {_type_path(value)}{inner} cannot be sent as "
-                "JSON; pass plain data (str, int, float, bool, None, list, dict, datetime, "
-                "Decimal, UUID) such as an id to load inside the step") from None
+                "JSON; pass plain data (str, int, float, bool, None, list, dict, bytes, "
+                "datetime, date, Decimal, UUID) such as an id to load inside the step") from None
     raise TypeError(f"{what}: its arguments cannot be sent as JSON")
 
 
@@ -82,5 +82,5 @@ def check_value(what: str, value: Any) -> Any:
         bad = _first_unencodable(value)
         inner = "" if bad is value else f" (it holds a {_type_path(bad)})"
         raise TypeError(f"{what} of type {_type_path(value)}{inner} cannot be stored as JSON; "
-                        "return plain data (str, int, float, bool, None, list, dict, "
-                        "datetime, Decimal, UUID)") from None
+                        "return plain data (str, int, float, bool, None, list, dict, bytes, "
+                        "datetime, date, Decimal, UUID)") from None

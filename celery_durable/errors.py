@@ -19,6 +19,7 @@ __all__ = [
     "WorkflowCancelled",
     "WorkflowBlockedError",
     "RunNotFound",
+    "RunConflictError",
     "HookNotFound",
     "HookConflictError",
     "LeaseLost",
@@ -125,6 +126,26 @@ class WorkflowCancelled(DurableError):
 
 class RunNotFound(DurableError, LookupError):
     """No run has this id (it never existed, or its retention has passed)."""
+
+
+class RunConflictError(DurableError):
+    """A start with a ``run_id`` that a run of another workflow already holds."""
+
+    def __init__(self, message: str, *, run_id: str = "", workflow: str = "",
+                 existing_workflow: str = "") -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.workflow = workflow
+        self.existing_workflow = existing_workflow
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_conflict, (str(self), self.run_id, self.workflow,
+                                    self.existing_workflow))
+
+
+def _rebuild_conflict(message: str, run_id: str, workflow: str, existing: str
+                      ) -> RunConflictError:
+    return RunConflictError(message, run_id=run_id, workflow=workflow, existing_workflow=existing)
 
 
 class HookNotFound(DurableError, LookupError):

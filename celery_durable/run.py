@@ -72,8 +72,51 @@ class Run:
                 return self._outcome(state)
             remaining = 5.0 if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"run {self.id!r} is still running after {timeout}s")
+                raise TimeoutError(f"run {self.id!r} is still running after {timeout}s; "
+                                   f"{self.waiting_on()}")
             self.runtime.store.wait_ended(self.id, min(remaining, 5.0))
+
+    def waiting_on(self) -> str:
+        """What the run waits for now, in words (for a timeout's message).
+
+        >>> run.waiting_on()                                       # doctest: +SKIP
+        "step proj.app.fetch_user (#2) is queued on 'io' and no worker has started it..."
+        """
+        events = self.runtime.store.events(self.id)
+        if len(events) <= 1:
+            queue = self.runtime.queue_of(None)
+            return (f"no worker has picked it up yet: is a worker running for this app "
+                    f"(celery -A <your app module> worker) and consuming the queue {queue!r}?")
+        scheduled: dict[int, dict[str, Any]] = {}
+        started: set[int] = set()
+        settled: set[int] = set()
+        for event in events:
+            kind, seq = event["type"], event.get("seq")
+            if seq is None:
+                continue
+            if kind in h.COMMAND_EVENTS:
+                scheduled[int(seq)] = event
+            elif kind == h.STEP_STARTED:
+                started.add(int(seq))
+            elif kind in (h.STEP_COMPLETED, h.STEP_FAILED, h.TIMER_FIRED):
+                settled.add(int(seq))
+        waits = []
+        for seq, event in sorted(scheduled.items()):
+            if seq in settled:
+                continue
+            if event["type"] == h.STEP_SCHEDULED and seq not in started:
+                queue = self.runtime.queue_of(event["name"])
+                waits.append(f"step {event['name']} (#{seq}) is queued on {queue!r} and no "
+                             f"worker has started it: does a worker consume {queue!r} "
+                             f"(celery ... worker -Q ...,{queue})?")
+            elif event["type"] == h.STEP_SCHEDULED:
+                waits.append(f"step {event['name']} (#{seq}) is running or waiting to retry")
+            elif event["type"] == h.TIMER_SCHEDULED:
+                waits.append(f"a sleep (#{seq}) until {_iso(event['due'])}")
+            elif event["type"] in (h.WEBHOOK_CREATED, h.HOOK_CREATED):
+                waits.append(f"a {event['type'].split('_')[0]} (#{seq})")
+        return "it waits on: " + "; ".join(waits[:5]) if waits else \
+            "it waits on nothing it has scheduled (see run.events())"
 
     def _outcome(self, state: RunState) -> Any:
         outcome = state.outcome or {}

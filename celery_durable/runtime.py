@@ -25,7 +25,7 @@ from .dispatch import CeleryDispatcher
 from .engine import history as h
 from .engine.cache import InstanceCache
 from .error_codec import ErrorCodec
-from .errors import HookNotFound, RunNotFound
+from .errors import HookNotFound, RunConflictError, RunNotFound
 from .orchestrator import Orchestrator, started_event
 from .registry import Registry
 from .settings import Settings
@@ -37,6 +37,27 @@ from .store.redis import RedisStore
 from .timers import TimerPolicy, Timers
 
 logger = logging.getLogger("celery_durable")
+
+
+def check_arguments(workflow_name: str, fn: Any, args: list[Any], kwargs: dict[str, Any]
+                    ) -> None:
+    """Refuse arguments the workflow's signature does not take, naming each one."""
+    signature = inspect.signature(fn)
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        params = signature.parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        unexpected = [] if takes_any else [
+            name for name in kwargs
+            if name not in params or params[name].kind is inspect.Parameter.POSITIONAL_ONLY]
+        detail = f"unexpected keyword argument(s) {', '.join(map(repr, unexpected))}; " \
+            if unexpected else ""
+        bare = signature.replace(
+            parameters=[p.replace(annotation=p.empty) for p in params.values()],
+            return_annotation=signature.empty)
+        raise TypeError(f"workflow {workflow_name!r}: {detail}{exc} (it takes "
+                        f"{workflow_name.rpartition('.')[2]}{bare})") from None
 
 
 class Runtime:
@@ -73,26 +94,55 @@ class Runtime:
                   run_id: str | None = None) -> str:
         """Start a run of a registered workflow; returns its id.
 
-        With ``run_id`` the start is idempotent: an existing run under that id is
-        returned and nothing new starts.
+        With ``run_id`` the start is idempotent: if a run of the same workflow holds
+        that id, nothing new starts (of concurrent starts, exactly one creates); if a
+        run of another workflow holds it, :class:`RunConflictError`.
         """
         workflow = self.registry.workflows.get(workflow_name)
         if workflow is None:
-            raise LookupError(f"no workflow named {workflow_name!r} is registered")
+            known = ", ".join(sorted(self.registry.workflows)) or "none"
+            raise LookupError(f"no workflow named {workflow_name!r} is registered "
+                              f"(registered: {known})")
         run_id = check_run_id(run_id) if run_id is not None else uuid.uuid4().hex
-        try:
-            inspect.signature(workflow.fn).bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"workflow {workflow_name!r}: {exc}") from None
+        check_arguments(workflow_name, workflow.fn, args, kwargs)
         plain_args, plain_kwargs = codec.normalize_call(f"workflow {workflow_name!r}",
                                                         tuple(args), kwargs)
         event = started_event(workflow_name, plain_args, plain_kwargs)
-        created = self.store.create_run(run_id, workflow_name, event,
-                                        watch_at=time.time() + self.settings.step_lease)
-        if created:
+        existing = self.store.create_run(run_id, workflow_name, event,
+                                         watch_at=time.time() + self.settings.step_lease)
+        if existing is not None and existing != workflow_name:
+            raise RunConflictError(
+                f"run id {run_id!r} is held by a run of workflow {existing!r}, not "
+                f"{workflow_name!r}: choose another run_id (e.g. prefix it with the "
+                "workflow's name)", run_id=run_id, workflow=workflow_name,
+                existing_workflow=existing)
+        if existing is None:
             logger.info("run %s of %s started", run_id, workflow_name)
+        try:
+            # Also for an existing run: a start whose message was lost is sent again.
             self.dispatcher.wake(run_id)
+        except Exception:  # noqa: BLE001 - the run is saved: the sweeper starts it
+            logger.warning("run %s: the broker did not take its first message; it is saved, "
+                           "and a worker's sweeper starts it within durable_step_lease (%ss) "
+                           "once the broker answers", run_id, self.settings.step_lease,
+                           exc_info=True)
         return run_id
+
+    def queue_of(self, step_name: str | None) -> str:
+        """The queue a step's messages go to (None: the orchestrator's queue)."""
+        default = str(self.app.conf.task_default_queue or "celery")
+        if step_name is None:
+            name = "celery_durable.orchestrate"
+        else:
+            task = self.registry.step_task(step_name)
+            if task is not None and getattr(task, "queue", None):
+                return str(task.queue)
+            name = step_name
+        try:
+            queue = self.app.amqp.router.route({}, name).get("queue")
+        except Exception:  # noqa: BLE001 - a routing setting we cannot evaluate here
+            return default
+        return str(getattr(queue, "name", queue) or default)
 
     def run_state(self, run_id: str) -> RunState:
         """The run's state; :class:`RunNotFound` if there is no such run."""
@@ -111,16 +161,29 @@ class Runtime:
         self.dispatcher.wake(run_id)
         return True
 
-    def resume_hook(self, token: str, payload: Any = None) -> str:
-        """Deliver ``payload`` to the live hook with this token; returns its run id."""
-        info = self.store.token_info(token)
-        if info is None or info.kind != "hook":
-            raise HookNotFound(f"no live hook has the token {token!r}")
+    def resume_hook(self, token: str, payload: Any = None, *, wait: float | None = None
+                    ) -> str:
+        """Deliver ``payload`` to the live hook with this token; returns its run id.
+
+        ``wait``: seconds to wait for the hook to exist (a run reaches its
+        ``create_hook()`` only once a worker has run it that far).
+        """
         value = codec.check_value(f"the payload for hook {token!r}", payload)
-        event = {"type": h.HOOK_RECEIVED, "seq": info.seq, "at": time.time(),
-                 "payload": value}
-        if not self.store.deliver(info.run_id, event, "hook", token):
-            raise HookNotFound(f"no live hook has the token {token!r} (its run ended or "
-                               "disposed it)")
-        self.dispatcher.wake(info.run_id)
-        return info.run_id
+        deadline = time.monotonic() + (wait or 0.0)
+        while True:
+            info = self.store.token_info(token)
+            if info is not None and info.kind == "hook":
+                event = {"type": h.HOOK_RECEIVED, "seq": info.seq, "at": time.time(),
+                         "payload": value}
+                if self.store.deliver(info.run_id, event, "hook", token):
+                    self.dispatcher.wake(info.run_id)
+                    return info.run_id
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        waited = f" after waiting {wait}s" if wait else ""
+        raise HookNotFound(
+            f"no live hook has the token {token!r}{waited}. A hook exists from the moment a "
+            "worker runs the workflow up to its create_hook() until the run disposes it or "
+            "ends: right after start() it may not exist yet (pass wait=<seconds>), and a "
+            "webhook's token is not a hook's")

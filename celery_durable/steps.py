@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from celery.exceptions import WorkerLostError
+from celery.exceptions import Ignore, WorkerLostError
 
 from . import codec
 from .dispatch import STEP_HEADER
@@ -163,9 +163,10 @@ class StepRunner:
             lost = WorkerLostError(f"step {name!r} began {claim.attempt - 1} times and its "
                                    "worker was lost each time (killed, out of memory, or "
                                    "over its hard time limit)")
+            logger.error("run %s step #%d %s: failed: %s", run_id, seq, name, lost)
             self._finish(meta, {"type": h.STEP_FAILED, "seq": seq, "at": time.time(),
                                 "attempt": claim.attempt, "error": self.errors.encode(lost)})
-            return None
+            raise Ignore()
         logger.debug("run %s step #%d %s: attempt %d", run_id, seq, name, claim.attempt)
         reset = _current_step.set(meta)
         self.heartbeat.add(run_id, seq)
@@ -179,6 +180,10 @@ class StepRunner:
             self._schedule_retry(meta, event, args, kwargs)
         else:
             self._finish(meta, event)
+        if event["type"] != h.STEP_COMPLETED:
+            # Logged above with its traceback, and recorded: Celery must not report the
+            # attempt as "succeeded" (nor log it a second time as its own failure).
+            raise Ignore()
         return None
 
     def _finish(self, meta: StepMetadata, event: dict[str, Any]) -> None:
@@ -203,8 +208,9 @@ class StepRunner:
                 if inspect.iscoroutine(value):
                     value = run_coroutine(value)
             except FatalError as exc:
-                logger.info("run %s step #%d %s: fatal error %r", meta.run_id, meta.seq,
-                            meta.name, exc)
+                logger.error("run %s step #%d %s: attempt %d raised FatalError (no retry): %s",
+                             meta.run_id, meta.seq, meta.name, meta.attempt, exc,
+                             exc_info=True)
                 return event(h.STEP_FAILED, attempt=meta.attempt, error=errors.encode(exc))
             except Exception as exc:  # noqa: BLE001 - any step error is retried or recorded
                 if meta.attempt <= max_retries:
@@ -217,15 +223,17 @@ class StepRunner:
                     retrying = event(h.STEP_RETRYING, attempt=meta.attempt,
                                      error=errors.encode(exc))
                     retrying["retry_at"] = retrying["at"] + delay
-                    logger.info("run %s step #%d %s: attempt %d failed (%r); retrying in %.1fs",
-                                meta.run_id, meta.seq, meta.name, meta.attempt, exc, delay)
+                    logger.warning("run %s step #%d %s: attempt %d failed (%r); retrying in "
+                                   "%.1fs", meta.run_id, meta.seq, meta.name, meta.attempt,
+                                   exc, delay, exc_info=True)
                     return retrying
-                logger.info("run %s step #%d %s: failed after %d attempts: %r", meta.run_id,
-                            meta.seq, meta.name, meta.attempt, exc)
+                logger.error("run %s step #%d %s: failed after %d attempt(s): %r",
+                             meta.run_id, meta.seq, meta.name, meta.attempt, exc, exc_info=True)
                 return event(h.STEP_FAILED, attempt=meta.attempt, error=errors.encode(exc))
             try:
                 value = codec.check_value(f"the result of step {meta.name!r}", value)
             except TypeError as exc:
+                logger.error("run %s step #%d %s: %s", meta.run_id, meta.seq, meta.name, exc)
                 return event(h.STEP_FAILED, attempt=meta.attempt, error=errors.encode(exc))
             return event(h.STEP_COMPLETED, result=value)
 

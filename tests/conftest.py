@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from celery_durable.devstack.redis_server import RedisHandle, find_or_start_redis
+from celery_durable.devstack.redis_server import RedisHandle, describe_choice, find_or_start_redis
 
 
 @pytest.fixture(scope="session")
@@ -27,4 +27,6 @@ def session_tag() -> str:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"celery_durable tests; REDIS_URL={os.environ.get('REDIS_URL', '(auto)')}"
+    """Which Redis this session uses, said before the tests run."""
+    return "celery_durable tests; " + describe_choice(
+        use_existing=os.environ.get("DURABLE_TEST_PRIVATE_REDIS") != "1")

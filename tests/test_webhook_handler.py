@@ -52,7 +52,7 @@ def live_webhook(store: RedisStore, method: str | None = None,
     run_id, token = f"hook-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     started = {"type": "run_started", "at": time.time(), "workflow": "w", "args": [],
                "kwargs": {}}
-    assert store.create_run(run_id, "w", started, watch_at=time.time() + 30)
+    assert store.create_run(run_id, "w", started, watch_at=time.time() + 30) is None
     assert store.load(run_id, "lease", 0) is not None
     claim = TokenClaim(token, "webhook", 1, method, respond_with)
     assert store.claim_tokens(run_id, [claim]) == []

@@ -74,9 +74,25 @@ class WorkerProcess:
                "-n", hostname or f"w{time.monotonic_ns()}@%h", *extra_args]
         if queues:
             cmd += ["-Q", ",".join(queues)]
-        self.command = cmd
+        self._spawn(cmd, env, cwd)
+
+    @classmethod
+    def from_command(cls, command: Sequence[str], log: Path, *, app: str = "",
+                     env: dict[str, str] | None = None,
+                     cwd: str | os.PathLike[str] | None = None) -> WorkerProcess:
+        """A worker started with a command line of the caller's (a README's, say)."""
+        worker = cls.__new__(cls)
+        worker.app = app or next((command[i + 1] for i, arg in enumerate(command[:-1])
+                                  if arg in ("-A", "--app")), "?")
+        worker.log = Path(log)
+        worker._spawn(list(command), env, cwd)
+        return worker
+
+    def _spawn(self, command: list[str], env: dict[str, str] | None,
+               cwd: str | os.PathLike[str] | None) -> None:
+        self.command = command
         self._log_file = self.log.open("ab")
-        self.process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=self._log_file,
+        self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self._log_file,
                                         stderr=subprocess.STDOUT, start_new_session=True)
 
     def __repr__(self) -> str:

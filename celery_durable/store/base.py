@@ -123,8 +123,9 @@ class HistoryStore(abc.ABC):
 
     @abc.abstractmethod
     def create_run(self, run_id: str, workflow: str, started: dict[str, Any],
-                   watch_at: float) -> bool:
-        """Write ``run_started``; False (and nothing written) if the run exists."""
+                   watch_at: float) -> str | None:
+        """Write ``run_started``; None when created, else (nothing written) the workflow
+        name of the run that already holds ``run_id``."""
 
     @abc.abstractmethod
     def load(self, run_id: str, token: str, start: int) -> Loaded | None:

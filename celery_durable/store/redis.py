@@ -146,17 +146,17 @@ class RedisStore(HistoryStore):
 
     # -- runs ----------------------------------------------------------------------
     def create_run(self, run_id: str, workflow: str, started: dict[str, Any],
-                   watch_at: float) -> bool:
+                   watch_at: float) -> str | None:
         k = self.keys.run(run_id)
         now = _ms(time.time())
         # Index entries first (see commit): dying in between leaves a harmless entry.
-        *_, created = (self._batch()
-                       .call("zadd", self.keys.runs, {run_id: now}, nx=True)
-                       .call("zadd", self.keys.watch, {run_id: _ms(watch_at)})
-                       .script("create", [k.history, k.state],
-                               [codec.dumps(started), workflow, now])
-                       .execute())
-        return bool(created)
+        *_, reply = (self._batch()
+                     .call("zadd", self.keys.runs, {run_id: now}, nx=True)
+                     .call("zadd", self.keys.watch, {run_id: _ms(watch_at)})
+                     .script("create", [k.history, k.state],
+                             [codec.dumps(started), workflow, now])
+                     .execute())
+        return None if reply[0] else str(reply[1])
 
     def load(self, run_id: str, token: str, start: int) -> Loaded | None:
         k = self.keys.run(run_id)

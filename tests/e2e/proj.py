@@ -226,6 +226,11 @@ async def retries_exhausted(key: str) -> dict:
 
 
 @durable.workflow
+async def raiser(message: str) -> None:
+    await boom(message)
+
+
+@durable.workflow
 async def fatal() -> str:
     await fatal_step()
     return "unreachable"
