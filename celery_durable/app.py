@@ -25,7 +25,7 @@ from .registry import Registry
 from .run import Run
 from .runtime import Runtime
 from .settings import DEFAULTS
-from .sweeper import Sweeper, SweeperStep
+from .sweeper import ConsumerPresenceStep, Sweeper, SweeperStep
 from .tasks import register_run_tasks, register_step_task
 
 R = TypeVar("R")
@@ -134,6 +134,7 @@ class Durable:
         self.orchestrate_task, self.fire_timer_task = register_run_tasks(
             app, lambda: self.runtime)
         app.steps["worker"].add(SweeperStep)
+        app.steps["consumer"].add(ConsumerPresenceStep)
 
     def __repr__(self) -> str:
         return f"<Durable app={self.app.main!r} workflows={len(self.registry.workflows)} " \

@@ -9,6 +9,7 @@ the ``durable`` header naming its run and seq), and the ETA message of
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,8 @@ from celery import Celery
 
 ORCHESTRATE_TASK = "celery_durable.orchestrate"
 FIRE_TIMER_TASK = "celery_durable.fire_timer"
-#: The message header that marks a step task as part of a run: ``[run id, seq]``.
+#: The message header that marks a step task as part of a run:
+#: ``[run id, seq, sent at (ms), queue]``.
 STEP_HEADER = "durable"
 _TASK_ID_NAMESPACE = uuid.UUID("6f1c1c56-3f0e-4a43-9d0c-6f8a0c5e2d11")
 
@@ -47,10 +49,36 @@ class CeleryDispatcher:
         self.app.send_task(ORCHESTRATE_TASK, args=(run_id,),
                            kwargs={"recover": True} if recover else {}, ignore_result=True)
 
+    def queue_of(self, name: str) -> str:
+        """The queue a task's messages go to: its own ``queue`` option, else the app's
+        routes, else ``task_default_queue``."""
+        default = str(self.app.conf.task_default_queue or "celery")
+        task = self.find_task(name)
+        if task is not None and getattr(task, "queue", None):
+            return str(task.queue)
+        try:
+            queue = self.app.amqp.router.route({}, name).get("queue")
+        except Exception:  # noqa: BLE001 - a routing setting we cannot evaluate here
+            return default
+        return str(getattr(queue, "name", queue) or default)
+
+    def queue_is_empty(self, queue: str) -> bool:
+        """True when the broker holds no message in ``queue`` (so a step sent there long
+        ago is not behind a backlog); False when it does, or cannot say."""
+        try:
+            with self.app.connection_for_read() as connection:
+                _, count, _ = connection.default_channel.queue_declare(queue=queue,
+                                                                       passive=True)
+        except Exception as exc:  # noqa: BLE001 - no queue: nothing waits in it
+            return "NOT_FOUND" in str(exc) or "404" in str(exc)
+        return int(count) == 0
+
     def send_step(self, run_id: str, seq: int, name: str, args: list[Any],
-                  kwargs: dict[str, Any], countdown: float | None = None) -> None:
-        options: dict[str, Any] = {"task_id": step_task_id(run_id, seq),
-                                   "headers": {STEP_HEADER: [run_id, seq]}}
+                  kwargs: dict[str, Any], countdown: float | None = None) -> str:
+        queue = self.queue_of(name)
+        options: dict[str, Any] = {
+            "task_id": step_task_id(run_id, seq),
+            "headers": {STEP_HEADER: [run_id, seq, int(time.time() * 1000), queue]}}
         if countdown:
             options["countdown"] = countdown
         task = self.find_task(name)
@@ -58,6 +86,7 @@ class CeleryDispatcher:
             task.apply_async(args=args, kwargs=kwargs, **options)
         else:  # a step this process did not import: route it by name
             self.app.send_task(name, args=args, kwargs=kwargs, **options)
+        return queue
 
     def send_timer(self, run_id: str, seq: int, due: float) -> None:
         self.app.send_task(FIRE_TIMER_TASK, args=(run_id, seq, due),

@@ -23,6 +23,7 @@ __all__ = [
     "HookNotFound",
     "HookConflictError",
     "LeaseLost",
+    "CorruptHistory",
 ]
 
 
@@ -159,6 +160,18 @@ class HookConflictError(DurableError):
     def held_by(cls, token: str, holder: str) -> HookConflictError:
         return cls(f"hook token {token!r} is held by live run {holder!r}; it is free again "
                    "once that run disposes it or ends")
+
+
+class CorruptHistory(DurableError):
+    """A run's history holds an entry that cannot be read (not JSON, or a ``run_started``
+    without what replay needs): the run fails with this error, its history kept."""
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message, index)
+        self.index = index
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class LeaseLost(DurableError):

@@ -14,8 +14,13 @@ class Dispatcher(Protocol):
         """Have some worker continue the run (``recover``: check it for lost work too)."""
 
     def send_step(self, run_id: str, seq: int, name: str, args: list[Any],
-                  kwargs: dict[str, Any], countdown: float | None = None) -> None:
-        """Send step ``seq`` of the run (again), after ``countdown`` seconds."""
+                  kwargs: dict[str, Any], countdown: float | None = None) -> str:
+        """Send step ``seq`` of the run (again), after ``countdown`` seconds; returns
+        the queue it went to."""
 
     def send_timer(self, run_id: str, seq: int, due: float) -> None:
         """Send the message that fires timer ``seq`` of the run at ``due``."""
+
+    def queue_is_empty(self, queue: str) -> bool:
+        """True when the broker holds no message in ``queue``; False if it does, or
+        cannot say."""

@@ -24,7 +24,7 @@ from . import codec
 from .engine import history as h
 from .engine.cache import InstanceCache
 from .engine.replay import Outcome, Replayer
-from .errors import LeaseLost, NonDeterminismError, WorkflowBlockedError
+from .errors import CorruptHistory, LeaseLost, NonDeterminismError, WorkflowBlockedError
 from .messages import Dispatcher
 from .store.base import Commit, HistoryStore, Loaded, TokenClaim
 from .timers import TimerPolicy
@@ -92,13 +92,15 @@ class Orchestrator:
             self.dispatcher.wake(run_id)  # this worker lacks the workflow: hand it on
         return recorded.recorded
 
-    def send(self, run_id: str, command: h.Command) -> None:
-        """Send what a committed command needs: a step's message, or a timer's."""
+    def send(self, run_id: str, command: h.Command) -> str | None:
+        """Send what a committed command needs: a step's message (returns its queue),
+        or a timer's."""
         if isinstance(command, h.StepCommand):
-            self.dispatcher.send_step(run_id, command.seq, command.name, command.args,
-                                      command.kwargs)
-        elif isinstance(command, h.TimerCommand):
+            return self.dispatcher.send_step(run_id, command.seq, command.name, command.args,
+                                             command.kwargs)
+        if isinstance(command, h.TimerCommand):
             self.dispatcher.send_timer(run_id, command.seq, command.due)
+        return None
 
     def position(self, run_id: str) -> int:
         """Where this process's live instance of the run stands (0 without one): the
@@ -119,14 +121,29 @@ class Orchestrator:
         while True:
             replayer = self.cache.take(run_id)
             start = replayer.position if replayer else 0
-            if loaded is None or loaded.start != start:
-                loaded = self.store.load(run_id, token, start)
+            try:
+                if loaded is None or loaded.start != start:
+                    loaded = self.store.load(run_id, token, start)
+                if loaded is not None and loaded.status == "running" and replayer is None:
+                    check_started(run_id, loaded.events)
+            except CorruptHistory as exc:
+                if replayer is not None:
+                    replayer.discard()
+                return self._fail_unreadable(run_id, token, exc)
             if loaded is None:
                 if replayer is not None:
                     self.cache.put(replayer)
                 return "busy"
-            if replayer is not None and replayer.epoch != loaded.created_at:
-                replayer.discard()  # an older run that had the same id
+            if replayer is not None and loaded.status == "running" and (
+                    replayer.epoch != loaded.created_at or loaded.length < replayer.position
+                    or loaded.before != replayer.last_event):
+                if replayer.epoch == loaded.created_at:
+                    logger.warning(
+                        "run %s: its history (%d events) no longer holds what this worker's "
+                        "live instance had seen at #%d: Redis lost writes (a restart "
+                        "without AOF, a failover); replaying it from the start", run_id,
+                        loaded.length, replayer.position - 1)
+                replayer.discard()  # an older run that had the same id, or a rollback
                 loaded = None
                 continue
             if loaded.status != "running":
@@ -167,7 +184,9 @@ class Orchestrator:
         now = time.time()
         if final is None and replayer.outcome is not None:
             final = self._final_event(run_id, replayer, replayer.outcome, now)
-        lost = self.store.check_inflight(run_id, now)[0] if recover and final is None else []
+        lost = []
+        if recover and final is None:
+            lost = self.store.check_inflight(run_id, now, self.dispatcher.queue_is_empty)[0]
         queued = [c.seq for c in commands if isinstance(c, h.StepCommand)] + lost
         commit = Commit(
             events=[command.to_event(now) for command in commands], queued=queued, final=final,
@@ -188,19 +207,24 @@ class Orchestrator:
             logger.info("run %s %s", run_id, status)
             return status
         armed = {seq for seq, _, is_armed in commit.timers if is_armed}
+        sent: list[tuple[int, str]] = []
         for command in commands:
             if isinstance(command, h.TimerCommand) and command.seq not in armed:
                 continue  # the sweeper hands it to a message when it comes due
-            self.send(run_id, command)
+            queue = self.send(run_id, command)
+            if queue is not None:
+                sent.append((command.seq, queue))
         for seq in lost:
             lost_command = replayer.command(seq)
             if lost_command is not None:
                 logger.warning("run %s: step #%d is due again (a long retry, or its worker or "
                                "message was lost); sending it", run_id, seq)
-                self.send(run_id, lost_command)
+                queue = self.send(run_id, lost_command)
+                if queue is not None:
+                    sent.append((seq, queue))
         # Marked "being published" by the commit: a worker dying before this line leaves
         # marks the sweeper resends after a lease, not after the long queue timeout.
-        self.store.published(run_id, queued)
+        self.store.published(run_id, sent)
         if released and not replayer.pending_steps():
             # It waits only on the outside world (a sleep, a webhook): nothing of it can be
             # lost, so the sweeper need not look. Whatever wakes it re-adds it.
@@ -212,7 +236,7 @@ class Orchestrator:
         """The sweeper's check of a run it watches: drive it if work was lost or events
         wait unseen, else check again when the next in-flight step could be lost."""
         now = time.time()
-        lost, next_due = self.store.check_inflight(run_id, now)
+        lost, next_due = self.store.check_inflight(run_id, now, self.dispatcher.queue_is_empty)
         state = self.store.state(run_id)
         if state is None or not state.running:
             self.store.unwatch_if_idle(run_id)
@@ -271,11 +295,21 @@ class Orchestrator:
         info = self.store.token_info(claim.token)
         return (info.claimed_at if info is not None else 0.0) < now - self.lease
 
+    def _fail_unreadable(self, run_id: str, token: str, exc: CorruptHistory) -> str:
+        """End a run whose history cannot be read: once, with an error naming the entry."""
+        logger.error("%s; the run fails (its history is kept as it is)", exc)
+        final = {"type": h.RUN_FAILED, "at": time.time(), "error": self.errors.encode(exc)}
+        try:
+            self.store.commit(run_id, token, Commit(final=final))
+        except LeaseLost:
+            return "lease-lost"
+        return "failed"
+
     def _new_replayer(self, run_id: str, events: list[dict[str, Any]]) -> Replayer | None:
         started = events[0] if events else {}
         name = started.get("workflow")
         workflow = self.find_workflow(str(name))
-        if started.get("type") != h.RUN_STARTED or workflow is None:
+        if workflow is None:
             logger.error("run %s: workflow %r is not registered in this worker; import the "
                          "module that defines it (celery -A ... or the imports setting)",
                          run_id, name)
@@ -298,6 +332,20 @@ class Orchestrator:
         assert outcome.error is not None
         logger.info("run %s: workflow raised %r", run_id, outcome.error)
         return {"type": h.RUN_FAILED, "at": now, "error": self.errors.encode(outcome.error)}
+
+
+def check_started(run_id: str, events: list[dict[str, Any]]) -> None:
+    """Refuse a history whose first entry is not a ``run_started`` replay can start from."""
+    started = events[0] if events else None
+    if not isinstance(started, dict) or started.get("type") != h.RUN_STARTED:
+        raise CorruptHistory(f"run {run_id!r}: history entry #0 is not run_started: "
+                             f"{str(started)[:80]}", 0)
+    wrong = [name for name, kind in (("workflow", str), ("at", (int, float)), ("args", list),
+                                      ("kwargs", dict))
+             if not isinstance(started.get(name), kind) or isinstance(started.get(name), bool)]
+    if wrong:
+        raise CorruptHistory(f"run {run_id!r}: its run_started (history entry #0) lacks or "
+                             f"garbles {', '.join(wrong)}", 0)
 
 
 class _LeaseRenewer:

@@ -84,7 +84,8 @@ class Runtime:
         self.timers = Timers(self.timer_policy, self.store, self.dispatcher, self.orchestrator)
         self.steps = StepRunner(store=self.store, orchestrator=self.orchestrator,
                                 errors=self.errors, dispatcher=self.dispatcher,
-                                timers=self.timer_policy, lease=s.step_lease)
+                                timers=self.timer_policy, lease=s.step_lease,
+                                max_lost=s.max_lost_attempts)
 
     def __repr__(self) -> str:
         return f"<Runtime app={self.app.main!r} store={self.store!r}>"
@@ -130,19 +131,7 @@ class Runtime:
 
     def queue_of(self, step_name: str | None) -> str:
         """The queue a step's messages go to (None: the orchestrator's queue)."""
-        default = str(self.app.conf.task_default_queue or "celery")
-        if step_name is None:
-            name = "celery_durable.orchestrate"
-        else:
-            task = self.registry.step_task(step_name)
-            if task is not None and getattr(task, "queue", None):
-                return str(task.queue)
-            name = step_name
-        try:
-            queue = self.app.amqp.router.route({}, name).get("queue")
-        except Exception:  # noqa: BLE001 - a routing setting we cannot evaluate here
-            return default
-        return str(getattr(queue, "name", queue) or default)
+        return self.dispatcher.queue_of(step_name or "celery_durable.orchestrate")
 
     def run_state(self, run_id: str) -> RunState:
         """The run's state; :class:`RunNotFound` if there is no such run."""

@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "durable_webhook_response_timeout": 30.0,
     "durable_run_retention": 7 * 86400.0,
     "durable_default_max_retries": 3,
+    "durable_max_lost_attempts": 3,
     "durable_step_lease": 30.0,
     "durable_timer_horizon": 300.0,
     "durable_queue_timeout": 3600.0,
@@ -80,6 +81,7 @@ class Settings:
     webhook_response_timeout: float
     run_retention: float
     default_max_retries: int
+    max_lost_attempts: int
     step_lease: float
     timer_horizon: float
     queue_timeout: float
@@ -126,6 +128,8 @@ class Settings:
             run_retention=_seconds("durable_run_retention", get("durable_run_retention")),
             default_max_retries=_count("durable_default_max_retries",
                                        get("durable_default_max_retries")),
+            max_lost_attempts=_count("durable_max_lost_attempts",
+                                     get("durable_max_lost_attempts")),
             step_lease=_seconds("durable_step_lease", get("durable_step_lease")),
             timer_horizon=_seconds("durable_timer_horizon", get("durable_timer_horizon")),
             queue_timeout=_seconds("durable_queue_timeout", get("durable_queue_timeout")),

@@ -132,8 +132,12 @@ class StepRunner:
 
     def __init__(self, *, store: HistoryStore, orchestrator: Orchestrator,
                  errors: ErrorEncoder, dispatcher: Dispatcher, timers: TimerPolicy,
-                 lease: float) -> None:
+                 lease: float, max_lost: int) -> None:
         self.store = store
+        self.max_lost = max_lost
+        #: How long an outcome waits for an unreachable store (a Redis restart, a
+        #: failover) before it is given up (the step then counts as lost, not failed).
+        self.patience = 10 * lease
         self.orchestrator = orchestrator
         self.errors = errors
         self.dispatcher = dispatcher
@@ -151,18 +155,23 @@ class StepRunner:
             result = fn(*args, **kwargs)
             return run_coroutine(result) if inspect.iscoroutine(result) else result
         run_id, seq = str(marker[0]), int(marker[1])
-        claim = self.store.begin_step(run_id, seq, time.time() + self.lease)
+        sent = (str(marker[3]), int(marker[2])) if len(marker) >= 4 else None
+        claim = self._persist(run_id, seq, name, "beginning the step",
+                              lambda: self.store.begin_step(run_id, seq,
+                                                            time.time() + self.lease, sent))
         if not claim.run:
             logger.info("run %s step #%d %s: not running it (%s)", run_id, seq, name,
                         claim.status)
             return None
         meta = StepMetadata(run_id, f"{run_id}:{seq}", name, seq, claim.attempt)
-        if claim.attempt > max_retries + 1:
+        if claim.lost > self.max_lost:
             # Earlier attempts began and never finished: their worker died (OOM kill,
-            # segfault, hard time limit). Count those as failures, or it would go on.
-            lost = WorkerLostError(f"step {name!r} began {claim.attempt - 1} times and its "
-                                   "worker was lost each time (killed, out of memory, or "
-                                   "over its hard time limit)")
+            # segfault, hard time limit). A budget of their own, apart from max_retries:
+            # a step that kills its worker every time must not go on for ever.
+            lost = WorkerLostError(
+                f"step {name!r}: its worker was lost {claim.lost} times while running it "
+                "(killed, out of memory, or over its hard time limit); "
+                f"durable_max_lost_attempts is {self.max_lost}")
             logger.error("run %s step #%d %s: failed: %s", run_id, seq, name, lost)
             self._finish(meta, {"type": h.STEP_FAILED, "seq": seq, "at": time.time(),
                                 "attempt": claim.attempt, "error": self.errors.encode(lost)})
@@ -171,32 +180,57 @@ class StepRunner:
         reset = _current_step.set(meta)
         self.heartbeat.add(run_id, seq)
         try:
-            event = self._attempt(task, meta, fn, max_retries)(args, kwargs)
+            try:
+                event = self._attempt(task, meta, fn, max_retries, claim.failures)(args, kwargs)
+            finally:
+                _current_step.reset(reset)
+            # The heartbeat goes on while the outcome waits for an unreachable store: the
+            # step must not look lost meanwhile (a beat never touches a recorded mark).
+            if event["type"] == h.STEP_RETRYING:
+                self._schedule_retry(meta, event, args, kwargs)
+            else:
+                self._finish(meta, event)
         finally:
-            # Before anything is recorded: a late beat must not overwrite a retry's mark.
             self.heartbeat.remove(run_id, seq)
-            _current_step.reset(reset)
-        if event["type"] == h.STEP_RETRYING:
-            self._schedule_retry(meta, event, args, kwargs)
-        else:
-            self._finish(meta, event)
         if event["type"] != h.STEP_COMPLETED:
             # Logged above with its traceback, and recorded: Celery must not report the
             # attempt as "succeeded" (nor log it a second time as its own failure).
             raise Ignore()
         return None
 
+    def _persist(self, run_id: str, seq: int, name: str, what: str,
+                 call: Callable[[], Any]) -> Any:
+        """``call()``, retried while the store is unreachable, for up to ``patience``."""
+        delay, deadline = 0.1, time.monotonic() + self.patience
+        while True:
+            try:
+                return call()
+            except self.store.transient_errors as exc:
+                if time.monotonic() + delay > deadline:
+                    logger.error("run %s step #%d %s: the store stayed unreachable for %.0fs "
+                                 "while %s; giving up (the step runs again later)", run_id,
+                                 seq, name, self.patience, what)
+                    raise
+                logger.warning("run %s step #%d %s: the store is unreachable while %s (%s); "
+                               "trying again in %.1fs", run_id, seq, name, what, exc, delay)
+                time.sleep(delay)
+                delay = min(2 * delay, 5.0)
+
     def _finish(self, meta: StepMetadata, event: dict[str, Any]) -> None:
         """Record the outcome once and, if the run's lease is free, continue the run here."""
-        if not self.orchestrator.record_and_continue(meta.run_id, meta.seq, event):
+        if not self._persist(meta.run_id, meta.seq, meta.name, "recording its outcome",
+                             lambda: self.orchestrator.record_and_continue(
+                                 meta.run_id, meta.seq, event)):
             logger.info("run %s step #%d %s: outcome already recorded; this one is dropped",
                         meta.run_id, meta.seq, meta.name)
 
     def _attempt(self, task: Any, meta: StepMetadata, fn: Callable[..., Any],
-                 max_retries: float) -> Callable[[tuple[Any, ...], dict[str, Any]],
-                                                 dict[str, Any]]:
+                 max_retries: float, failures: int
+                 ) -> Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]]:
         """A call of the step that returns its outcome as an event (completed, failed,
-        or retrying with ``retry_at``)."""
+        or retrying with ``retry_at``). ``failures``: earlier attempts that failed (lost
+        attempts do not count against ``max_retries``)."""
+        failure = failures + 1  # which failure this attempt's would be
         errors = self.errors
 
         def event(kind: str, **fields: Any) -> dict[str, Any]:
@@ -213,11 +247,11 @@ class StepRunner:
                              exc_info=True)
                 return event(h.STEP_FAILED, attempt=meta.attempt, error=errors.encode(exc))
             except Exception as exc:  # noqa: BLE001 - any step error is retried or recorded
-                if meta.attempt <= max_retries:
+                if failure <= max_retries:
                     delay = exc.delay_seconds() if isinstance(exc, RetryableError) else None
                     if delay is None:
                         delay = backoff_delay(
-                            meta.attempt, base=float(getattr(task, "retry_backoff", 0) or 1.0),
+                            failure, base=float(getattr(task, "retry_backoff", 0) or 1.0),
                             maximum=float(getattr(task, "retry_backoff_max", 600)),
                             jitter=bool(getattr(task, "retry_jitter", True)))
                     retrying = event(h.STEP_RETRYING, attempt=meta.attempt,
@@ -250,10 +284,15 @@ class StepRunner:
         """
         retry_at = float(event["retry_at"])
         delay = retry_at - time.time()
+        def record(deadline: float) -> bool:
+            return bool(self._persist(meta.run_id, meta.seq, meta.name, "recording a retry",
+                                      lambda: self.store.record_retry(meta.run_id, meta.seq,
+                                                                      event, deadline)))
+
         if not self.timers.arm_now(retry_at, time.time()):
-            if self.store.record_retry(meta.run_id, meta.seq, event, retry_at):
+            if record(retry_at):
                 self.store.watch(meta.run_id, retry_at)
             return
-        if self.store.record_retry(meta.run_id, meta.seq, event, retry_at + self.lease):
+        if record(retry_at + self.lease):
             self.dispatcher.send_step(meta.run_id, meta.seq, meta.name, list(args), kwargs,
                                       countdown=max(0.0, delay))

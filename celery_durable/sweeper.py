@@ -18,11 +18,13 @@ import queue
 import threading
 import time
 import uuid
+import weakref
 from typing import Any
 
 from celery import bootsteps, signals
 
 from .dispatch import STEP_HEADER
+from .kombu_fix import guard_restore_unacked
 from .runtime import Runtime
 
 logger = logging.getLogger("celery_durable.sweeper")
@@ -53,6 +55,10 @@ def _runtime_of(app: Any) -> Runtime | None:
     return durable.runtime if durable is not None else None
 
 
+#: The SweeperStep of each app's worker, for the consumer step to reach it.
+_WORKER_STEPS: weakref.WeakKeyDictionary[Any, SweeperStep] = weakref.WeakKeyDictionary()
+
+
 class SweeperStep(bootsteps.StartStopStep):
     """Worker bootstep: the sweeper thread, the worker's liveness key, and the marks
     that tie prefetched step messages to this worker."""
@@ -66,19 +72,47 @@ class SweeperStep(bootsteps.StartStopStep):
         self._runtime: Runtime | None = None
         self._marks: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
         self.worker_id = ""
+        self._hostname = str(getattr(parent, "hostname", "worker"))
+        self._consumer_starts = 0
+        _WORKER_STEPS[parent.app] = self
+
+    def consumer_started(self) -> None:
+        """The consumer (re)connected; from the second time on, that is a reconnection."""
+        self._consumer_starts += 1
+        if self._consumer_starts > 1:
+            self.rotate()
+
+    def rotate(self) -> None:
+        """A new identity for the marks of the messages this worker takes from now on.
+
+        Called each time the consumer (re)connects: on a lost broker connection kombu
+        drops the messages it had prefetched (they wait in its ``unacked`` hash for
+        the visibility timeout), so marks under the old identity must count as lost.
+        """
+        old = self.worker_id
+        self.worker_id = f"{self._hostname}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        if self._runtime is None:
+            return
+        try:
+            self._runtime.store.worker_alive(self.worker_id)
+            if old:
+                self._runtime.store.worker_gone(old)
+                logger.info("durable: the consumer reconnected; steps it had prefetched "
+                            "are sent again")
+        except Exception:  # noqa: BLE001 - the old key expires by itself within a lease
+            logger.warning("durable: could not renew this worker's presence", exc_info=True)
 
     def start(self, parent: Any) -> None:
         runtime = _runtime_of(parent.app)
-        if runtime is None or not runtime.settings.sweeper:
+        if runtime is None:
             return
+        guard_restore_unacked()
         self._runtime = runtime
-        self.worker_id = f"{getattr(parent, 'hostname', 'worker')}:{os.getpid()}:" \
-                         f"{uuid.uuid4().hex[:8]}"
-        try:
-            runtime.store.worker_alive(self.worker_id)
-        except Exception:  # noqa: BLE001 - Redis may be starting: the loop beats again
-            logger.warning("durable sweeper: Redis not reachable yet", exc_info=True)
+        if not self.worker_id:
+            self.rotate()
         signals.task_received.connect(self._received, weak=False)
+        # The liveness key and the received marks are needed with or without sweeping
+        # here (``durable_sweeper = False``: another process sweeps).
         self._thread = threading.Thread(target=self._loop, args=(runtime,),
                                         name="durable-sweeper", daemon=True)
         self._thread.start()
@@ -93,6 +127,8 @@ class SweeperStep(bootsteps.StartStopStep):
             self._marks.put((str(marker[0]), int(marker[1])))
 
     def _send_marks(self, runtime: Runtime) -> None:
+        # The marks name the identity current when they are sent: one taken before a
+        # reconnection and sent after it is lost with the old one, as it should be.
         while not self._stop.is_set():
             try:
                 first = self._marks.get(timeout=0.5)
@@ -111,11 +147,12 @@ class SweeperStep(bootsteps.StartStopStep):
                                exc_info=True)
 
     def _loop(self, runtime: Runtime) -> None:
-        sweeper = Sweeper(runtime)
+        sweeper = Sweeper(runtime) if runtime.settings.sweeper else None
         while not self._stop.wait(runtime.settings.sweep_interval):
             try:
                 runtime.store.worker_alive(self.worker_id)
-                sweeper.sweep_once()
+                if sweeper is not None:
+                    sweeper.sweep_once()
             except Exception:  # noqa: BLE001 - Redis may be restarting: try again later
                 logger.warning("durable sweeper: sweep failed", exc_info=True)
 
@@ -127,3 +164,16 @@ class SweeperStep(bootsteps.StartStopStep):
                 self._runtime.store.worker_gone(self.worker_id)
             except Exception:  # noqa: BLE001 - its key expires by itself
                 pass
+
+
+class ConsumerPresenceStep(bootsteps.StartStopStep):
+    """Consumer bootstep: each (re)start of the consumer gives the worker's marks a new
+    identity (see :meth:`SweeperStep.rotate`)."""
+
+    label = "celery_durable presence"
+    requires = ("celery.worker.consumer.connection:Connection",)
+
+    def start(self, parent: Any) -> None:
+        step = _WORKER_STEPS.get(parent.app)
+        if step is not None and step._runtime is not None:
+            step.consumer_started()

@@ -113,3 +113,17 @@ def test_a_static_response_is_replayed_and_a_manual_one_times_out(store):
     assert (answer.status, answer.body, answer.headers["X-Made"]) == (201, b"made", "1")
     _, manual = live_webhook(store, respond_with="manual")
     assert handler.handle(manual, request()).status == 504
+
+
+def test_an_unreadable_body_is_a_400_and_touches_nothing(store):
+    handler = WebhookHandler(store, Wakes(), max_bytes=100, response_timeout=1)
+    run_id, token = live_webhook(store)
+    before = store.events(run_id)
+
+    def broken(n: int) -> bytes:
+        raise OSError("Invalid chunk header")
+
+    bad = IncomingRequest(method="POST", path="/x", headers=[], args=[], content_length=None,
+                          read_body=broken)
+    assert handler.handle(token, bad).status == 400
+    assert store.events(run_id) == before

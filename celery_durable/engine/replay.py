@@ -76,8 +76,10 @@ class Replayer:
         self.loop: WorkflowEventLoop | None = None
         self.info: WorkflowInfo | None = None
         self.random = _random.Random()
-        #: Number of history events consumed so far.
+        #: Number of history events consumed so far, and the last of them: the store's
+        #: history must still hold it there (else Redis lost writes since).
         self.position = 0
+        self.last_event: dict[str, Any] | None = None
         self.outcome: Outcome | None = None
         self._block_deadline = block_deadline
         self._next_seq = 1
@@ -111,6 +113,7 @@ class Replayer:
         for event in events:
             self._apply(event)
             self.position += 1
+            self.last_event = event
             if self._divergence is not None:
                 raise self._divergence
             if tick is not None and self.position % 256 == 0:

@@ -98,7 +98,9 @@ class WebhookRequest:
                 charset = value.strip().strip('"')
         try:
             return self.body.decode(charset, errors="replace")
-        except LookupError:  # the caller named a charset Python does not know
+        except (LookupError, UnicodeError, ValueError):
+            # A charset Python does not know, or one whose codec refuses errors="replace"
+            # (punycode, idna): the caller's mistake must not fail the run.
             return self.body.decode("utf-8", errors="replace")
 
     def json(self) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 
@@ -56,8 +57,16 @@ class StepClaim:
     """What a worker learns when it begins a step: run it or not, and which attempt."""
 
     run: bool
+    #: This attempt's number: every attempt that began counts, lost ones too.
     attempt: int = 0
     status: str | None = None
+    #: Earlier attempts that recorded a failure (and were retried).
+    failures: int = 0
+
+    @property
+    def lost(self) -> int:
+        """Earlier attempts that began and never recorded anything: their worker died."""
+        return max(0, self.attempt - 1 - self.failures)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +81,11 @@ class Loaded:
     created_at: str = ""
     #: The history index of ``events[0]``.
     start: int = 0
+    #: The whole history's length (a live instance further on means Redis lost writes).
+    length: int = 0
+    #: The event just before ``start`` (None from 0): a live instance that saw another
+    #: one there is ahead of a history that lost writes.
+    before: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +135,10 @@ class TokenClaim:
 class HistoryStore(abc.ABC):
     """Per-run append-only histories with a lease, and the global indexes."""
 
+    #: Errors that mean "the store is unreachable for now" (a restart, a failover):
+    #: worth retrying, never a verdict on the run.
+    transient_errors: tuple[type[BaseException], ...] = ()
+
     @abc.abstractmethod
     def create_run(self, run_id: str, workflow: str, started: dict[str, Any],
                    watch_at: float) -> str | None:
@@ -129,7 +147,11 @@ class HistoryStore(abc.ABC):
 
     @abc.abstractmethod
     def load(self, run_id: str, token: str, start: int) -> Loaded | None:
-        """Take or keep the lease and read events from ``start``; None if another holds it."""
+        """Take or keep the lease and read events from ``start``; None if another holds it.
+
+        Raises :class:`~celery_durable.errors.CorruptHistory` (the lease then held) if
+        an entry cannot be read.
+        """
 
     @abc.abstractmethod
     def commit(self, run_id: str, token: str, commit: Commit) -> bool:
@@ -149,8 +171,14 @@ class HistoryStore(abc.ABC):
         """Extend a held lease (during a long replay); False if it was lost."""
 
     @abc.abstractmethod
-    def begin_step(self, run_id: str, seq: int, deadline: float) -> StepClaim:
-        """Mark a step running until ``deadline``; count the attempt."""
+    def begin_step(self, run_id: str, seq: int, deadline: float,
+                   sent: tuple[str, int] | None = None) -> StepClaim:
+        """Mark a step running until ``deadline``; count the attempt.
+
+        ``sent``: the queue its message came from and when it was sent (ms): the
+        queue's consumed mark moves on to it, so older messages of that queue still
+        marked queued are known to be lost.
+        """
 
     @abc.abstractmethod
     def heartbeat(self, steps: list[tuple[str, int]], deadline: float) -> None:
@@ -180,15 +208,22 @@ class HistoryStore(abc.ABC):
 
     @abc.abstractmethod
     def events(self, run_id: str) -> list[dict[str, Any]]:
-        """The whole history."""
+        """The whole history; an entry that cannot be read comes as
+        ``{"type": "unreadable", "index": i, "raw": <its first 200 characters>}``."""
 
     @abc.abstractmethod
     def wait_ended(self, run_id: str, timeout: float) -> bool:
         """Block up to ``timeout`` seconds until the run ends; True if it has."""
 
     @abc.abstractmethod
-    def check_inflight(self, run_id: str, now: float) -> tuple[list[int], float | None]:
-        """Steps whose message or worker is lost, and when the next one could be."""
+    def check_inflight(self, run_id: str, now: float,
+                       queue_is_empty: Callable[[str], bool] | None = None
+                       ) -> tuple[list[int], float | None]:
+        """Steps whose message or worker is lost, and when the next one could be.
+
+        ``queue_is_empty(queue)`` asks the broker: a step queued for more than a lease
+        on a queue that holds nothing was lost.
+        """
 
     @abc.abstractmethod
     def received(self, steps: list[tuple[str, int]], worker_id: str) -> None:
@@ -203,8 +238,9 @@ class HistoryStore(abc.ABC):
         """The worker stopped on purpose."""
 
     @abc.abstractmethod
-    def published(self, run_id: str, seqs: list[int]) -> None:
-        """The messages of these steps were sent (their commit marked them first)."""
+    def published(self, run_id: str, sent: list[tuple[int, str]]) -> None:
+        """The messages of these steps were sent, to these queues (their commit marked
+        them being published first)."""
 
     @abc.abstractmethod
     def watch(self, run_id: str, when: float) -> None:

@@ -14,7 +14,9 @@ key                                         type    holds
                                                     ``outcome`` (final event)
 ``<prefix>:{<run>}:lease``                  string  token of the worker replaying the run (PX)
 ``<prefix>:{<run>}:steps``                  hash    ``done:<seq>`` (outcome recorded once),
-                                                    ``attempt:<seq>``, ``inflight:<seq>``
+                                                    ``attempt:<seq>`` (attempts begun),
+                                                    ``failed:<seq>`` (attempts that recorded
+                                                    a failure), ``inflight:<seq>``
                                                     (``q:<ms>`` queued, or the running step's
                                                     lease deadline in ms; ``c:``, ``r:``,
                                                     ``p:`` see docs), ``timer:<seq>``
@@ -31,6 +33,11 @@ key                                         type    holds
                                                     marked ``c:<ms>:<worker id>``
 ``<prefix>:watch``                          zset    run id → when to check it for lost work (ms)
 ``<prefix>:runs``                           zset    run id → creation time (ms): the run list
+``<prefix>:consumed``                       zset    queue name → the latest send time (ms) of
+                                                    a step message from it that began: an
+                                                    older message of that queue still marked
+                                                    queued was lost (taken by a worker that
+                                                    died before it could say so)
 ``<prefix>:{timers}:due``                   zset    ``<run>/<seq>/<due ms>`` → due time (ms):
                                                     sleeps not yet handed to a broker message
 ``<prefix>:{timers}:armed``                 zset    ``<run>/<seq>/<due ms>`` → fire-by time (ms):
@@ -84,6 +91,7 @@ class KeySchema:
         self.prefix = prefix
         self.watch = f"{prefix}:watch"
         self.runs = f"{prefix}:runs"
+        self.consumed = f"{prefix}:consumed"
         self.timers_due = f"{prefix}:{{timers}}:due"
         self.timers_armed = f"{prefix}:{{timers}}:armed"
 

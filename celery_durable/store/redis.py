@@ -18,7 +18,7 @@ from typing import Any
 import redis
 
 from .. import codec
-from ..errors import LeaseLost
+from ..errors import CorruptHistory, LeaseLost
 from . import marks
 from .base import (
     Commit,
@@ -48,6 +48,33 @@ def _lua(name: str) -> str:
     """A script's text, after the mark format prelude every script shares."""
     folder = importlib.resources.files(__package__).joinpath("lua")
     return folder.joinpath("marks.lua").read_text() + folder.joinpath(f"{name}.lua").read_text()
+
+
+def _decode(run_id: str, items: list[str], start: int) -> list[dict[str, Any]]:
+    """History entries from JSON; :class:`CorruptHistory` naming the first bad one."""
+    events = []
+    for index, item in enumerate(items, start):
+        try:
+            event = codec.loads(item)
+        except ValueError as exc:
+            raise CorruptHistory(f"run {run_id!r}: history entry #{index} is not valid JSON "
+                                 f"({exc}): {item[:80]!r}", index) from None
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            raise CorruptHistory(f"run {run_id!r}: history entry #{index} is not an event "
+                                 f"(a JSON object with a type): {item[:80]!r}", index)
+        events.append(event)
+    return events
+
+
+def _loaded(run_id: str, status: str, raw: list[str], created_at: Any, start: int,
+            length: int) -> Loaded:
+    """What the scripts read from ``start`` (with the entry before it, if any)."""
+    if status != "running" or not raw and start == 0:
+        return Loaded(status, [], str(created_at or ""), start, length)
+    overlap = 1 if start > 0 else 0
+    events = _decode(run_id, raw, start - overlap)
+    before = events[0] if overlap and events else None
+    return Loaded(status, events[overlap:], str(created_at or ""), start, length, before)
 
 
 def _ms(seconds: float) -> int:
@@ -119,6 +146,8 @@ class RedisStore(HistoryStore):
     ... # doctest: +SKIP
     """
 
+    transient_errors = (redis.ConnectionError, redis.TimeoutError)
+
     def __init__(self, client: Any, *, prefix: str, lease: float, retention: float,
                  timer_horizon: float, queue_timeout: float, timer_grace: float) -> None:
         self.client = client
@@ -164,9 +193,8 @@ class RedisStore(HistoryStore):
                              [token, start, _ms(self.lease)])
         if reply is None:
             return None
-        status, raw, created_at = reply
-        return Loaded(status, [codec.loads(item) for item in raw], str(created_at or ""),
-                      start)
+        status, raw, created_at, *length = reply
+        return _loaded(run_id, status, raw, created_at, start, int(length[0]) if length else 0)
 
     def commit(self, run_id: str, token: str, commit: Commit) -> bool:
         k = self.keys.run(run_id)
@@ -231,12 +259,17 @@ class RedisStore(HistoryStore):
                                  [token, _ms(self.lease)]))
 
     # -- steps ---------------------------------------------------------------------
-    def begin_step(self, run_id: str, seq: int, deadline: float) -> StepClaim:
+    def begin_step(self, run_id: str, seq: int, deadline: float,
+                   sent: tuple[str, int] | None = None) -> StepClaim:
         k = self.keys.run(run_id)
         now = time.time()
-        run, attempt, status = self._script("begin_step", [k.history, k.state, k.steps],
-                                            [seq, _ms(deadline), repr(now), _ms(now)])
-        return StepClaim(bool(run), int(attempt), status)
+        batch = self._batch().script("begin_step", [k.history, k.state, k.steps],
+                                     [seq, _ms(deadline), repr(now), _ms(now)])
+        if sent is not None:
+            # GT: the mark only moves forward, whatever order workers begin in.
+            batch.call("zadd", self.keys.consumed, {sent[0]: sent[1]}, gt=True)
+        run, attempt, status, failures = batch.execute()[0]
+        return StepClaim(bool(run), int(attempt), status, int(failures))
 
     def heartbeat(self, steps: list[tuple[str, int]], deadline: float) -> None:
         batch = self._batch()
@@ -264,8 +297,11 @@ class RedisStore(HistoryStore):
              .call("zrem", self.keys.timers_armed, member).execute())
         loaded = None
         if len(reply) > 2:
-            loaded = Loaded("running", [codec.loads(item) for item in reply[3]],
-                            str(reply[2] or ""), int(read_from or 0))
+            try:
+                loaded = _loaded(run_id, "running", reply[3], reply[2], int(read_from or 0),
+                                 int(reply[4]))
+            except CorruptHistory:
+                loaded = None  # the lease holder reads it again, and fails the run there
         return Recorded(bool(reply[0]), bool(reply[1]), loaded)
 
     def record_retry(self, run_id: str, seq: int, event: dict[str, Any], deadline: float) -> bool:
@@ -297,8 +333,13 @@ class RedisStore(HistoryStore):
             epoch=raw.get("created_at", ""))
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
-        return [codec.loads(item) for item in
-                self.client.lrange(self.keys.run(run_id).history, 0, -1)]
+        events = []
+        for index, item in enumerate(self.client.lrange(self.keys.run(run_id).history, 0, -1)):
+            try:
+                events.append(_decode(run_id, [item], index)[0])
+            except CorruptHistory:
+                events.append({"type": "unreadable", "index": index, "raw": item[:200]})
+        return events
 
     def step_fields(self, run_id: str) -> dict[str, str]:
         """The raw per-step bookkeeping hash (attempts, in-flight marks, done marks)."""
@@ -317,11 +358,19 @@ class RedisStore(HistoryStore):
         return self.client.brpoplpush(done, done, timeout=self._block_for(timeout)) is not None
 
     # -- recovery ---------------------------------------------------------------------
-    def check_inflight(self, run_id: str, now: float) -> tuple[list[int], float | None]:
+    def check_inflight(self, run_id: str, now: float,
+                       queue_is_empty: Callable[[str], bool] | None = None
+                       ) -> tuple[list[int], float | None]:
         in_flight = marks.in_flight(self.step_fields(run_id))
         alive = self._alive_workers(marks.holders(in_flight))
-        return marks.lost_steps(in_flight, now, alive, lease=self.lease,
-                                queue_timeout=self.queue_timeout)
+        queues = sorted(marks.queues(in_flight))
+        consumed = {}
+        if queues:
+            scores = self.client.zmscore(self.keys.consumed, queues)
+            consumed = {q: int(s) / 1000 for q, s in zip(queues, scores, strict=True) if s}
+        return marks.lost_steps(in_flight, now, alive, consumed, lease=self.lease,
+                                queue_timeout=self.queue_timeout,
+                                queue_is_empty=queue_is_empty)
 
     def _alive_workers(self, workers: set[str]) -> set[str]:
         names = sorted(workers)
@@ -346,9 +395,10 @@ class RedisStore(HistoryStore):
         if steps:
             batch.execute()
 
-    def published(self, run_id: str, seqs: list[int]) -> None:
-        if seqs:
-            self._script("published", [self.keys.run(run_id).steps], [_ms(time.time()), *seqs])
+    def published(self, run_id: str, sent: list[tuple[int, str]]) -> None:
+        if sent:
+            self._script("published", [self.keys.run(run_id).steps],
+                         [_ms(time.time()), *[part for pair in sent for part in pair]])
 
     def watch(self, run_id: str, when: float) -> None:
         # LT: never push back a nearer check that someone set meanwhile.

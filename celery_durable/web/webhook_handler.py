@@ -96,7 +96,11 @@ class WebhookHandler:
         limit = self.max_bytes
         if request.content_length is not None and request.content_length > limit:
             return Answer.error(413, f"request body over {limit} bytes")
-        body = request.read_body(limit + 1)
+        try:
+            body = request.read_body(limit + 1)
+        except (OSError, ValueError) as exc:  # a malformed chunked body, a dropped client
+            logger.info("webhook request with an unreadable body: %s", exc)
+            return Answer.error(400, "the request body could not be read")
         if len(body) > limit:
             return Answer.error(413, f"request body over {limit} bytes")
         request_id = uuid.uuid4().hex

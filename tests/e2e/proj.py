@@ -38,7 +38,8 @@ QUEUE = os.environ.get("DURABLE_TEST_QUEUE", "durable-tests")
 PREFIX = os.environ.get("DURABLE_TEST_PREFIX", "durable-test")
 SCRATCH = Path(os.environ.get("DURABLE_TEST_SCRATCH", "/tmp/durable-test-scratch"))
 
-app = Celery("proj", broker=REDIS_URL)
+# The broker may be another one than the store's Redis (a test of a broker outage).
+app = Celery("proj", broker=os.environ.get("DURABLE_TEST_BROKER_URL") or REDIS_URL)
 app.conf.update(
     task_default_queue=QUEUE,
     durable_key_prefix=PREFIX,
@@ -54,6 +55,7 @@ app.conf.update(
     durable_redis_cluster=os.environ.get("DURABLE_TEST_STORE_CLUSTER") == "1",
     durable_redis_options=json.loads(os.environ.get("DURABLE_TEST_STORE_OPTIONS") or "{}"),
     durable_replay_block_deadline=float(os.environ.get("DURABLE_TEST_BLOCK_DEADLINE", "2")),
+    durable_max_lost_attempts=int(os.environ.get("DURABLE_TEST_MAX_LOST", "3")),
     broker_connection_retry_on_startup=True,
     worker_prefetch_multiplier=int(os.environ.get("DURABLE_TEST_PREFETCH", "1")),
     worker_hijack_root_logger=False,
@@ -143,6 +145,10 @@ def wait_for_file(name: str) -> str:
     while not path.exists() and time.time() < deadline:
         time.sleep(0.02)
     return path.read_text()
+
+
+# The same body with no retries: a kill must not count as its failure.
+wait_once = durable.step(max_retries=0, name="tests.e2e.proj.wait_once")(wait_for_file.fn)
 
 
 @durable.step(queue=f"{QUEUE}-other")
@@ -291,6 +297,13 @@ async def kill_me(name: str) -> str:
 
 
 @durable.workflow
+async def kill_me_once(name: str) -> str:
+    first = await add(1, 2)
+    second = await wait_once(name)
+    return f"{first}:{second}"
+
+
+@durable.workflow
 async def sleeper(seconds: float) -> dict:
     from celery_durable import sleep
 
@@ -418,6 +431,16 @@ async def hook_wait(token: str) -> dict:
     except HookConflictError as exc:
         return {"conflict": str(exc)}
     return {"payload": first}
+
+
+@durable.workflow
+async def two_payloads(token: str) -> list:
+    seen = []
+    async for payload in create_hook(token):
+        seen.append(payload)
+        if len(seen) == 2:
+            return seen
+    return seen
 
 
 @durable.workflow

@@ -82,7 +82,8 @@ def test_duplicate_step_message_changes_nothing(proj, shared_worker, scratch):
 
 
 def test_step_that_keeps_killing_its_worker_fails_after_its_attempts(proj, start_worker, scratch):
-    worker = start_worker(extra_env=SHORT_LEASE)  # lost messages come back within a lease
+    # Lost messages come back within a lease; one lost attempt is allowed, not two.
+    worker = start_worker(extra_env=dict(SHORT_LEASE, DURABLE_TEST_MAX_LOST="1"))
     key = uuid.uuid4().hex
     run = proj.crashing.start(key)
     with pytest.raises(Exception, match="worker was lost") as info:
@@ -92,8 +93,25 @@ def test_step_that_keeps_killing_its_worker_fails_after_its_attempts(proj, start
             print(worker.tail())
             raise
     assert type(info.value).__name__ == "WorkerLostError"
-    assert (scratch / f"crash-{key}").read_text() == "2"  # max_retries=1: two attempts
+    assert (scratch / f"crash-{key}").read_text() == "2"  # one allowed loss: two attempts
+    assert "its worker was lost 2 times" in str(info.value)
     assert run.status == "failed"
+
+
+def test_a_killed_worker_does_not_spend_a_step_without_retries(proj, start_worker, scratch):
+    """max_retries=0 means one failure ends the step; a worker lost mid-step is no failure
+    of the step's (guarantee 1: the undisturbed result)."""
+    name = f"kill-once-{uuid.uuid4().hex}"
+    first = start_worker(extra_env=SHORT_LEASE)
+    run = proj.kill_me_once.start(name)
+    wait_for((scratch / f"{name}.started").exists, what="the step to start")
+    first.kill()
+    (scratch / name).write_text("survived")
+    start_worker(extra_env=SHORT_LEASE)
+    assert run.result(timeout=60) == "3:survived"
+    attempts = [e["attempt"] for e in run.events() if e["type"] == "step_started"
+                and e["seq"] == 2]
+    assert attempts == [1, 2]
 
 
 def test_run_id_reused_after_retention_starts_afresh(proj, shared_worker):
@@ -162,3 +180,81 @@ def test_steps_a_killed_worker_had_prefetched_are_sent_again_within_a_lease(
         print(second.tail())
         raise
     assert time.monotonic() - killed_at < 30  # not the broker's one-hour visibility timeout
+
+
+def test_a_step_message_taken_by_a_worker_that_died_unmarked_comes_back_within_a_lease(
+        proj, start_worker, e2e_env):
+    """A worker took the message off the queue (as kombu does: off the list, into its
+    `unacked` hash) and was SIGKILLed before it could mark it taken: the step's mark
+    still says "queued". Once a message sent to that queue a lease later has begun, the
+    step is known lost and sent again: within a few leases, not after the hour of
+    durable_queue_timeout or the broker's visibility timeout."""
+    import json
+
+    import redis
+
+    queue = e2e_env["DURABLE_TEST_QUEUE"]
+    other = f"{queue}-other"  # where `routed` goes; the first worker does not consume it
+    client = redis.Redis.from_url(e2e_env["DURABLE_TEST_REDIS_URL"])
+    start_worker(extra_env=SHORT_LEASE, queues=queue)
+    lost = proj.uses_routed.start()
+    message = wait_for(lambda: client.rpop(other), what="the step's message on its queue")
+    tag = json.loads(message)["properties"]["delivery_tag"]
+    client.hset("unacked", tag, json.dumps([json.loads(message), "", other]))
+    client.zadd("unacked_index", {tag: time.time()})
+    try:
+        wait_for(lambda: any(v.startswith("q:") for f, v in
+                             proj.durable.runtime.store.step_fields(lost.id).items()
+                             if f.startswith("inflight:")), what="the step marked queued")
+        time.sleep(2.5)  # the next message must be sent more than a lease (2 s) later
+        later = proj.uses_routed.start()
+        start_worker(extra_env=SHORT_LEASE, queues=f"{queue},{other}")
+        assert later.result(timeout=30) == "routed"
+        began = time.monotonic()
+        assert lost.result(timeout=30) == "routed"
+        assert time.monotonic() - began < 15  # a few leases and sweeps
+    finally:
+        client.hdel("unacked", tag)
+        client.zrem("unacked_index", tag)
+
+
+def test_a_run_started_while_the_broker_is_down_is_picked_up_by_the_sweeper(
+        proj, start_worker, e2e_env):
+    """start() saves the run, the broker refuses its first message: start() returns the
+    run and says so; a worker's sweeper starts it (guarantee 7)."""
+    import subprocess
+    import sys
+
+    from celery_durable.devstack import free_port
+
+    from .conftest import ROOT
+
+    env = dict(e2e_env, DURABLE_TEST_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0",
+               DURABLE_TEST_LEASE="2")
+    done = subprocess.run(
+        [sys.executable, "-c", "from tests.e2e import proj; "
+                               "print(proj.data_pipeline.start({'name': 'ada'}).id)"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "the broker did not take its first message" in done.stderr
+    run = proj.durable.get_run(done.stdout.strip())
+    assert run.status == "running"
+    start_worker(extra_env=SHORT_LEASE)
+    assert run.result(timeout=30) == "stored:VALID:ADA"
+
+
+def test_a_first_orchestrate_message_lost_with_its_worker_is_sent_again(
+        proj, start_worker, e2e_env):
+    """The worker that took a run's first message died with it (kombu keeps it unacked
+    for the visibility timeout): the run holds only run_started, and the sweeper
+    drives it within a lease or two."""
+    import redis
+
+    client = redis.Redis.from_url(e2e_env["DURABLE_TEST_REDIS_URL"])
+    queue = e2e_env["DURABLE_TEST_QUEUE"]
+    start_worker(extra_env=SHORT_LEASE, queues=f"{queue}-other")  # not the main queue
+    run = proj.data_pipeline.start({"name": "bob"})
+    assert wait_for(lambda: client.rpop(queue), what="the run's first message")
+    assert [e["type"] for e in run.events()] == ["run_started"]
+    start_worker(extra_env=SHORT_LEASE)
+    assert run.result(timeout=30) == "stored:VALID:BOB"

@@ -196,3 +196,19 @@ def test_options_and_head_are_answered_but_not_recorded(proj, shared_worker, web
     assert len(run.events()) == before
     http("DELETE", url)
     assert run.result(timeout=30)["method"] == "DELETE"
+
+
+def test_a_malformed_chunked_body_is_a_400_not_a_500(proj, shared_worker, web_base, scratch):
+    import socket
+    from urllib.parse import urlsplit
+
+    run = proj.webhook_once.start()
+    url = urlsplit(published(scratch, "url", run))
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                     "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                     "zz-not-hex\r\nhello\r\n0\r\n\r\n".encode())
+        reply = sock.recv(4096).decode(errors="replace")
+    assert reply.startswith("HTTP/1.1 400"), reply[:200]
+    assert not any(e["type"] == "webhook_received" for e in run.events())
+    run.cancel()

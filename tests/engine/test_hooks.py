@@ -310,6 +310,16 @@ def test_text_survives_an_unknown_charset(make_sim):
     assert sim.outcome.value == "hi"
 
 
+@pytest.mark.parametrize("charset", ["punycode", "idna", "utf-16"])
+def test_text_survives_a_charset_whose_codec_refuses_the_body(make_sim, charset):
+    async def workflow():
+        return (await create_webhook()).text
+
+    sim = make_sim(workflow)
+    sim.receive(1, b"\xff\xfehi\x80", headers=[("Content-Type", f"text/plain; charset={charset}")])
+    assert sim.outcome.status == "completed" and isinstance(sim.outcome.value, str)
+
+
 def test_text_charset_parameter_is_case_insensitive(make_sim):
     async def workflow():
         return (await create_webhook()).text

@@ -1,6 +1,6 @@
 -- The in-flight mark format (celery_durable/store/marks.py documents it), prepended
 -- to every script so that no script parses or writes a mark by hand.
---   p:<ms> being published  q:<ms> queued  c:<ms>:<worker> taken by a worker
+--   p:<ms> being published  q:<ms>:<queue> queued  c:<ms>:<worker> taken by a worker
 --   r:<retry at ms>:<deadline ms> waiting to retry  <ms> running until then
 local function inflight_field(seq) return 'inflight:' .. seq end
 local function mark_kind(mark)
@@ -20,6 +20,6 @@ local function retry_at(mark)
   return nil
 end
 local function publishing_mark(now) return 'p:' .. now end
-local function queued_mark(now) return 'q:' .. now end
+local function queued_mark(now, queue) return 'q:' .. now .. ':' .. queue end
 local function taken_mark(now, worker) return 'c:' .. now .. ':' .. worker end
 local function retry_mark(at, deadline) return 'r:' .. at .. ':' .. deadline end

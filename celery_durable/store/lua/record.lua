@@ -6,7 +6,8 @@
 -- Returns {recorded, leased}: {0, 0} when the run ended, an outcome is already
 -- recorded (the first one wins), or a timer does not match a committed one; the
 -- dirty flag tells a lease holder to read on. With ARGV[6] and the lease taken it
--- returns {1, 1, created_at, events}: what load.lua would, saving its round trip.
+-- returns {1, 1, created_at, events, length}: what load.lua would (events from the one
+-- before ARGV[6]), saving its round trip.
 if redis.call('HGET', KEYS[2], 'status') ~= 'running' then return {0, 0} end
 if ARGV[5] ~= '' and redis.call('HGET', KEYS[3], 'timer:' .. ARGV[1]) ~= ARGV[5] then
   return {0, 0}
@@ -20,6 +21,7 @@ if ARGV[3] ~= '' and redis.call('SET', KEYS[4], ARGV[3], 'NX', 'PX', ARGV[4]) th
   redis.call('HSET', KEYS[2], 'replaying', 1)
   redis.call('HDEL', KEYS[2], 'dirty')
   return {1, 1, redis.call('HGET', KEYS[2], 'created_at'),
-          redis.call('LRANGE', KEYS[1], ARGV[6], -1)}
+          redis.call('LRANGE', KEYS[1], math.max(tonumber(ARGV[6]) - 1, 0), -1),
+          redis.call('LLEN', KEYS[1])}
 end
 return {1, 0}
