@@ -37,9 +37,10 @@ $(DEV_STAMP): $(STAMP)
 	$(VENV_PY) -m pip install --quiet -e '.[dev]'
 	touch $(DEV_STAMP)
 
-# bench: run the benchmark driver.
+# bench: durable against Celery canvas, then the run listing at 100,000 runs.
 bench: venv
 	$(VENV_PY) bench/run.py
+	$(VENV_PY) bench/listing.py
 
 # soak: run only tests marked `soak`; "no tests collected" (pytest exit 5) is not a failure.
 soak: venv

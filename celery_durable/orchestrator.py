@@ -136,7 +136,9 @@ class Orchestrator:
                 return "busy"
             if replayer is not None and loaded.status == "running" and (
                     replayer.epoch != loaded.created_at or loaded.length < replayer.position
-                    or loaded.before != replayer.last_event):
+                    or loaded.before != replayer.last_event
+                    # A redrive voids events this instance may have been fed already.
+                    or any(e.get("type") == h.RUN_REDRIVEN for e in loaded.events)):
                 if replayer.epoch == loaded.created_at:
                     logger.warning(
                         "run %s: its history (%d events) no longer holds what this worker's "
@@ -316,7 +318,8 @@ class Orchestrator:
             return None
         return Replayer(workflow, run_id=run_id, error_decoder=self.errors.decode,
                         block_deadline=self.block_deadline,
-                        webhook_base_url=self.webhook_base_url)
+                        webhook_base_url=self.webhook_base_url,
+                        voided=h.redriven_positions(events))
 
     def _final_event(self, run_id: str, replayer: Replayer, outcome: Outcome,
                      now: float) -> dict[str, Any]:

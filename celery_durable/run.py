@@ -134,6 +134,19 @@ class Run:
         """
         return self.runtime.cancel(self.id)
 
+    def redrive(self) -> list[int]:
+        """Continue a failed run from its intact history under the code deployed now.
+
+        Recorded step results are kept and not run again; the steps whose failure ended
+        the run run again with fresh attempts; a workflow error or a
+        ``NonDeterminismError`` is re-evaluated by replaying the current code. Returns
+        the seqs of the steps that run again; ``ValueError`` if the run is not failed.
+
+        >>> durable.get_run("order-42").redrive()              # doctest: +SKIP
+        [3]
+        """
+        return self.runtime.redrive(self.id)
+
     def wake_up(self) -> int:
         """Fire the run's pending sleeps now (an operator's "skip the wait").
 

@@ -28,12 +28,14 @@ from .error_codec import ErrorCodec
 from .errors import HookNotFound, RunConflictError, RunNotFound
 from .orchestrator import Orchestrator, started_event
 from .registry import Registry
+from .replay_check import export_record
 from .settings import Settings
 from .steps import StepRunner
 from .store.base import HistoryStore, RunState
 from .store.connect import connect
 from .store.keys import check_run_id
 from .store.redis import RedisStore
+from .store.run_index import RunSummary
 from .timers import TimerPolicy, Timers
 
 logger = logging.getLogger("celery_durable")
@@ -139,6 +141,41 @@ class Runtime:
         if state is None:
             raise RunNotFound(f"no run with id {run_id!r} (never started, or past retention)")
         return state
+
+    def list_runs(self, status: str | None = None, workflow: str | None = None,
+                  limit: int = 50, cursor: str | None = None) -> list[RunSummary]:
+        """Runs newest first; ``cursor`` (the last row's ``.cursor``) pages on."""
+        return list(self.store.list_runs(status, workflow, limit, cursor))
+
+    def redrive(self, run_id: str) -> list[int]:
+        """Continue a failed run under the code deployed now; returns the seqs of the steps
+        that run again. ``ValueError`` if the run is not failed."""
+        state = self.run_state(run_id)
+        if state.status != "failed":
+            raise ValueError(f"run {run_id!r} is {state.status}, not failed: only a failed "
+                             "run can be redriven")
+        events = self.store.events(run_id)
+        voided = h.failures_that_ended(events)
+        seqs = sorted({int(events[i]["seq"]) for i in voided})
+        event = {"type": h.RUN_REDRIVEN, "at": time.time(), "voided": voided, "steps": seqs}
+        if not self.store.redrive(run_id, event, seqs):
+            raise ValueError(f"run {run_id!r} is no longer failed: only a failed run can be "
+                             "redriven")
+        logger.info("run %s redriven (steps run again: %s)", run_id, seqs or "none")
+        self.dispatcher.wake(run_id, recover=True)
+        return seqs
+
+    def export(self, run_id: str) -> str:
+        """The run's history as one JSON line (see :mod:`.replay_check`)."""
+        state = self.run_state(run_id)
+        return export_record(run_id, state.workflow, self.store.events(run_id))
+
+    def workflow_function(self, name: str) -> Any:
+        """The ``async def`` of a registered workflow (None if this process lacks it)."""
+        return self.registry.workflow_function(name)
+
+    def decode_error(self, error: dict[str, Any], step: str | None = None) -> BaseException:
+        return self.errors.decode(error, step)
 
     def cancel(self, run_id: str) -> bool:
         """Ask the run to stop; False if it had already ended."""

@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from .engine.loop import DEFAULT_BLOCK_DEADLINE
+
+#: Environment variables that override a setting: how ``celery durable dev`` and the
+#: test kit point an app at their own Redis and web app without editing it.
+ENV_OVERRIDES = {"durable_redis_url": "CELERY_DURABLE_REDIS_URL",
+                 "durable_webhook_base_url": "CELERY_DURABLE_WEBHOOK_BASE_URL"}
 
 #: The Redis URL used when the broker is not Redis and none is set.
 FALLBACK_REDIS_URL = "redis://localhost:6379/0"
@@ -99,7 +105,8 @@ class Settings:
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any]) -> Settings:
         def get(name: str) -> Any:
-            value = conf.get(name)
+            value = os.environ.get(ENV_OVERRIDES[name]) if name in ENV_OVERRIDES else None
+            value = conf.get(name) if not value else value
             return DEFAULTS[name] if value is None else value
 
         broker = str(conf.get("broker_url") or "")

@@ -42,6 +42,7 @@ class Sweeper:
         runtime = self.runtime
         now = time.time()
         runtime.timers.arm_due(now)
+        runtime.store.trim_ended(now)
         due_runs = runtime.store.claim_due_runs(now, now + runtime.settings.step_lease, limit)
         for run_id in due_runs:
             logger.info("run %s: checking for lost work", run_id)

@@ -44,6 +44,9 @@ HOOK_CONFLICT = "hook_conflict"
 # Informational: recorded for people and tools, ignored by replay.
 STEP_STARTED = "step_started"
 STEP_RETRYING = "step_retrying"
+#: A failed run continued: its ``voided`` history positions (the step failures that
+#: ended it) are not delivered by any replay after it.
+RUN_REDRIVEN = "run_redriven"
 
 COMMAND_EVENTS = frozenset({STEP_SCHEDULED, TIMER_SCHEDULED, WEBHOOK_CREATED, HOOK_CREATED,
                             WEBHOOK_DISPOSED, HOOK_DISPOSED, WEBHOOK_RESPONDED})
@@ -199,3 +202,27 @@ def describe_event(event: dict[str, Any]) -> str:
     if kind in (WEBHOOK_CREATED, HOOK_CREATED):
         return f"{kind.split('_')[0]} created at #{event.get('seq')}"
     return f"{kind} at #{event.get('seq')}"
+
+
+def failures_that_ended(events: list[dict[str, Any]]) -> list[int]:
+    """History positions of the step failures that ended a failed run: those delivered
+    after its last command, before its ``run_failed`` (what a redrive runs again).
+
+    A failure the workflow caught and went on from is followed by new commands, so it
+    is not among them; a workflow that failed in its own code has none.
+    """
+    end = max((i for i, e in enumerate(events) if e.get("type") == RUN_FAILED), default=-1)
+    positions = []
+    for index in range(end - 1, -1, -1):
+        kind = events[index].get("type")
+        if kind in COMMAND_EVENTS or kind == RUN_REDRIVEN:
+            break
+        if kind == STEP_FAILED:
+            positions.append(index)
+    return sorted(positions)
+
+
+def redriven_positions(events: list[dict[str, Any]]) -> set[int]:
+    """Every position a ``run_redriven`` event of this history voided."""
+    return {int(i) for e in events if e.get("type") == RUN_REDRIVEN
+            for i in e.get("voided", [])}

@@ -65,7 +65,7 @@ class Replayer:
     def __init__(self, workflow: Callable[..., Coroutine[Any, Any, Any]], *, run_id: str,
                  error_decoder: ErrorDecoder = _default_error_decoder,
                  block_deadline: float = DEFAULT_BLOCK_DEADLINE,
-                 webhook_base_url: str = "") -> None:
+                 webhook_base_url: str = "", voided: set[int] | None = None) -> None:
         self.workflow = workflow
         self.run_id = run_id
         self.webhook_base_url = webhook_base_url
@@ -80,6 +80,8 @@ class Replayer:
         #: history must still hold it there (else Redis lost writes since).
         self.position = 0
         self.last_event: dict[str, Any] | None = None
+        #: History positions a redrive voided: skipped, as if never recorded.
+        self.voided = set(voided or ())
         self.outcome: Outcome | None = None
         self._block_deadline = block_deadline
         self._next_seq = 1
@@ -111,7 +113,8 @@ class Replayer:
         commands and the history disagree; the instance must then be discarded.
         """
         for event in events:
-            self._apply(event)
+            if self.position not in self.voided:
+                self._apply(event)
             self.position += 1
             self.last_event = event
             if self._divergence is not None:

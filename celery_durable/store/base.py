@@ -199,6 +199,21 @@ class HistoryStore(abc.ABC):
         """Append ``step_retrying`` and expect the next attempt before ``deadline``."""
 
     @abc.abstractmethod
+    def redrive(self, run_id: str, event: dict[str, Any], seqs: list[int]) -> bool:
+        """A failed run runs again: append ``run_redriven``, status ``running``, fresh
+        attempts for steps ``seqs`` (sent again at once); False if it is not failed."""
+
+    @abc.abstractmethod
+    def list_runs(self, status: str | None = None, workflow: str | None = None,
+                  limit: int = 50, cursor: str | None = None) -> list[Any]:
+        """Runs newest first (``RunSummary`` rows), older than ``cursor`` (a row's
+        ``cursor``), filtered by status and workflow."""
+
+    @abc.abstractmethod
+    def trim_ended(self, now: float, limit: int = 500) -> int:
+        """Unlist runs whose retention passed; returns how many."""
+
+    @abc.abstractmethod
     def request_cancel(self, run_id: str, event: dict[str, Any]) -> bool:
         """Append ``cancel_requested`` once; False if the run has ended."""
 

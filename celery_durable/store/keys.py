@@ -32,7 +32,13 @@ key                                         type    holds
                                                     (PX a lease): steps it prefetched are
                                                     marked ``c:<ms>:<worker id>``
 ``<prefix>:watch``                          zset    run id → when to check it for lost work (ms)
-``<prefix>:runs``                           zset    run id → creation time (ms): the run list
+``<prefix>:runs``                           zset    run id → creation time (ms): every run
+``<prefix>:runs:status:<status>``           zset    the same, for runs in that status
+``<prefix>:runs:workflow:<name>``           zset    the same, for runs of that workflow
+``<prefix>:runs:workflow:<name>:status:<s>`` zset   both filters at once
+``<prefix>:runs:ended``                     zset    ``<status>/<workflow>/<run>`` → end time
+                                                    (ms): what the retention sweep unlists
+                                                    (see :mod:`.run_index`)
 ``<prefix>:consumed``                       zset    queue name → the latest send time (ms) of
                                                     a step message from it that began: an
                                                     older message of that queue still marked

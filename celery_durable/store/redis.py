@@ -9,7 +9,6 @@ Cluster, where redis-py cannot pipeline scripts, one after the other).
 from __future__ import annotations
 
 import functools
-import hmac
 import importlib.resources
 import time
 from collections.abc import Callable
@@ -27,17 +26,19 @@ from .base import (
     Recorded,
     RunState,
     StepClaim,
-    TokenClaim,
-    TokenInfo,
 )
+from .batch import Batch
 from .connect import connect
+from .decode import decode, loaded
 from .keys import KeySchema
+from .redis_inboxes import RedisInboxes
+from .run_index import RunIndex, RunSummary
 
 __all__ = ["RedisStore", "connect"]
 
 SCRIPTS = ("create", "load", "commit", "begin_step", "heartbeat", "record", "retry", "cancel",
            "claim_due", "release", "renew", "busy", "arm_timers", "claim_token",
-           "release_token", "deliver", "published", "unwatch", "received")
+           "release_token", "deliver", "published", "unwatch", "received", "redrive")
 
 #: How long an answer to a held webhook request waits for its caller to read it.
 RESPONSE_TTL = 120
@@ -50,33 +51,6 @@ def _lua(name: str) -> str:
     return folder.joinpath("marks.lua").read_text() + folder.joinpath(f"{name}.lua").read_text()
 
 
-def _decode(run_id: str, items: list[str], start: int) -> list[dict[str, Any]]:
-    """History entries from JSON; :class:`CorruptHistory` naming the first bad one."""
-    events = []
-    for index, item in enumerate(items, start):
-        try:
-            event = codec.loads(item)
-        except ValueError as exc:
-            raise CorruptHistory(f"run {run_id!r}: history entry #{index} is not valid JSON "
-                                 f"({exc}): {item[:80]!r}", index) from None
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-            raise CorruptHistory(f"run {run_id!r}: history entry #{index} is not an event "
-                                 f"(a JSON object with a type): {item[:80]!r}", index)
-        events.append(event)
-    return events
-
-
-def _loaded(run_id: str, status: str, raw: list[str], created_at: Any, start: int,
-            length: int) -> Loaded:
-    """What the scripts read from ``start`` (with the entry before it, if any)."""
-    if status != "running" or not raw and start == 0:
-        return Loaded(status, [], str(created_at or ""), start, length)
-    overlap = 1 if start > 0 else 0
-    events = _decode(run_id, raw, start - overlap)
-    before = events[0] if overlap and events else None
-    return Loaded(status, events[overlap:], str(created_at or ""), start, length, before)
-
-
 def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
@@ -86,56 +60,7 @@ def _due_ms(due: float) -> int:
     return int(round(due * 1000))
 
 
-class _Batch:
-    """Commands for one round trip: a pipeline, or sequential calls on a cluster.
-
-    Scripts go into the pipeline as plain EVALSHA (redis-py would first send SCRIPT
-    EXISTS, a round trip of its own); one the server does not know yet is loaded and
-    run again on its own.
-    """
-
-    def __init__(self, store: RedisStore) -> None:
-        self._store = store
-        self.ops: list[tuple[Any, Callable[[Any], Any]]] = []
-
-    def script(self, name: str, keys: list[str], args: list[Any]) -> _Batch:
-        script = self._store.scripts[name]
-
-        def direct(client: Any) -> Any:
-            return script(keys=keys, args=args, client=client)
-
-        def queued(pipe: Any) -> Any:
-            return pipe.evalsha(script.sha, len(keys), *keys, *args)
-
-        self.ops.append((direct, queued))
-        return self
-
-    def call(self, method: str, *args: Any, **kwargs: Any) -> _Batch:
-        def op(client: Any) -> Any:
-            return getattr(client, method)(*args, **kwargs)
-
-        self.ops.append((op, op))
-        return self
-
-    def execute(self) -> list[Any]:
-        client = self._store.client
-        if self._store.cluster:
-            return [direct(client) for direct, _ in self.ops]
-        pipe = client.pipeline(transaction=False)
-        for _, queued in self.ops:
-            queued(pipe)
-        results = list(pipe.execute(raise_on_error=False))
-        for i, result in enumerate(results):
-            if isinstance(result, redis.exceptions.NoScriptError) or (
-                    isinstance(result, redis.exceptions.ResponseError)
-                    and str(result).startswith("NOSCRIPT")):
-                results[i] = self.ops[i][0](client)  # it did not run: run it, loading it
-            elif isinstance(result, Exception):
-                raise result
-        return results
-
-
-class RedisStore(HistoryStore):
+class RedisStore(RedisInboxes, HistoryStore):
     """:class:`~.base.HistoryStore` on a redis-py client (strings decoded).
 
     The timings come from the settings (:class:`~celery_durable.settings.Settings`
@@ -160,12 +85,13 @@ class RedisStore(HistoryStore):
         #: An armed timer not fired this long after its due time lost its message.
         self.timer_grace = timer_grace
         self.scripts = {name: client.register_script(_lua(name)) for name in SCRIPTS}
+        self.index = RunIndex(prefix, client, self._batch, self.keys.run)
 
     def __repr__(self) -> str:
         return f"<RedisStore prefix={self.keys.prefix!r} client={self.client!r}>"
 
-    def _batch(self) -> _Batch:
-        return _Batch(self)
+    def _batch(self) -> Batch:
+        return Batch(self.client, self.scripts, self.cluster)
 
     def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return self.scripts[name](keys=keys, args=args, client=self.client)
@@ -180,12 +106,18 @@ class RedisStore(HistoryStore):
         now = _ms(time.time())
         # Index entries first (see commit): dying in between leaves a harmless entry.
         *_, reply = (self._batch()
-                     .call("zadd", self.keys.runs, {run_id: now}, nx=True)
+                     .calls(self.index.added(run_id, workflow, "running", now))
                      .call("zadd", self.keys.watch, {run_id: _ms(watch_at)})
                      .script("create", [k.history, k.state],
                              [codec.dumps(started), workflow, now])
                      .execute())
-        return None if reply[0] else str(reply[1])
+        if reply[0]:
+            return None
+        existing = str(reply[1])
+        if existing != workflow:  # entries of a run this workflow does not have
+            (self._batch().call("zrem", self.index.workflow(workflow), run_id)
+             .call("zrem", self.index.workflow(workflow, "running"), run_id).execute())
+        return existing
 
     def load(self, run_id: str, token: str, start: int) -> Loaded | None:
         k = self.keys.run(run_id)
@@ -194,7 +126,7 @@ class RedisStore(HistoryStore):
         if reply is None:
             return None
         status, raw, created_at, *length = reply
-        return _loaded(run_id, status, raw, created_at, start, int(length[0]) if length else 0)
+        return loaded(run_id, status, raw, created_at, start, int(length[0]) if length else 0)
 
     def commit(self, run_id: str, token: str, commit: Commit) -> bool:
         k = self.keys.run(run_id)
@@ -236,20 +168,37 @@ class RedisStore(HistoryStore):
             after.execute()
         return bool(result)
 
-    def _after_end(self, run_id: str, batch: _Batch) -> None:
-        """Unindex an ended run: its watch entry, pending timers and live tokens."""
+    def _after_end(self, run_id: str, batch: Batch) -> None:
+        """Unindex an ended run: its watch entry, pending timers and live tokens; list it
+        under its final status."""
         batch.call("zrem", self.keys.watch, run_id)
-        fields = self.step_fields(run_id)
-        timers = [self._timer_member(run_id, int(f[6:]), int(v) / 1000)
-                  for f, v in fields.items()
-                  if f.startswith("timer:") and f"done:{f[6:]}" not in fields]
+        k = self.keys.run(run_id)
+        fields, (status, workflow, created, ended) = (
+            self._batch().call("hgetall", k.steps)
+            .call("hmget", k.state, "status", "workflow", "created_at", "ended_at").execute())
+        if status and workflow:
+            batch.calls(self.index.moved(run_id, workflow, "running", status,
+                                         int(created or 0), int(ended or 0)))
+        timers, inboxes = self._pending(run_id, fields)
         if timers:
             batch.call("zrem", self.keys.timers_due, *timers)
             batch.call("zrem", self.keys.timers_armed, *timers)
-        for field, mark in fields.items():
-            if field.startswith("inbox:"):
-                _, _, tok = mark.partition(":")
-                batch.script("release_token", [self.keys.token(tok)], [run_id, field[6:]])
+        for seq, _, tok in inboxes:
+            batch.script("release_token", [self.keys.token(tok)], [run_id, seq])
+
+    def _pending(self, run_id: str, fields: dict[str, str]
+                 ) -> tuple[list[str], list[tuple[str, str, str]]]:
+        """A run's timers not fired (their index members) and its live webhooks and hooks
+        ((seq, kind, token)), from its ``steps`` hash."""
+        timers, inboxes = [], []
+        for field, value in fields.items():
+            kind, _, seq = field.partition(":")
+            if kind == "timer" and f"done:{seq}" not in fields:
+                timers.append(self._timer_member(run_id, int(seq), int(value) / 1000))
+            elif kind == "inbox":
+                inbox_kind, _, tok = value.partition(":")
+                inboxes.append((seq, inbox_kind, tok))
+        return timers, inboxes
 
     def release(self, run_id: str, token: str) -> None:
         self._script("release", [self.keys.run(run_id).lease], [token])
@@ -295,20 +244,46 @@ class RedisStore(HistoryStore):
             member = self._timer_member(run_id, seq, timer_due)
             (self._batch().call("zrem", self.keys.timers_due, member)
              .call("zrem", self.keys.timers_armed, member).execute())
-        loaded = None
+        tail = None
         if len(reply) > 2:
             try:
-                loaded = _loaded(run_id, "running", reply[3], reply[2], int(read_from or 0),
-                                 int(reply[4]))
+                tail = loaded(run_id, "running", reply[3], reply[2], int(read_from or 0),
+                              int(reply[4]))
             except CorruptHistory:
-                loaded = None  # the lease holder reads it again, and fails the run there
-        return Recorded(bool(reply[0]), bool(reply[1]), loaded)
+                tail = None  # the lease holder reads it again, and fails the run there
+        return Recorded(bool(reply[0]), bool(reply[1]), tail)
 
     def record_retry(self, run_id: str, seq: int, event: dict[str, Any], deadline: float) -> bool:
         k = self.keys.run(run_id)
         return bool(self._script("retry", [k.history, k.state, k.steps],
                                  [seq, codec.dumps(event), _ms(deadline),
                                   _ms(float(event.get("retry_at") or 0))]))
+
+    def redrive(self, run_id: str, event: dict[str, Any], seqs: list[int]) -> bool:
+        k = self.keys.run(run_id)
+        state = self.state(run_id)
+        if state is None or state.status != "failed":
+            return False
+        lost_since = _ms(time.time() - 2 * self.lease)
+        _, done = (self._batch()
+                   .call("zadd", self.keys.watch, {run_id: _ms(time.time())})
+                   .script("redrive", [k.history, k.state, k.steps, k.done],
+                           [codec.dumps(event), lost_since, *seqs])
+                   .execute())
+        if not done:
+            return False
+        after = self._batch().calls(self.index.moved(
+            run_id, state.workflow, "failed", "running", int(state.epoch or 0), None))
+        # Its end unindexed its pending sleeps and released its tokens: back they go (the
+        # sweeper arms the sleeps).
+        timers, inboxes = self._pending(run_id, self.step_fields(run_id))
+        for member in timers:
+            after.call("zadd", self.keys.timers_due, {member: int(member.rsplit("/", 1)[1])})
+        for seq, kind, tok in inboxes:
+            after.script("claim_token", [self.keys.token(tok)],
+                         [run_id, seq, kind, tok, "", "null", "", _ms(time.time())])
+        after.execute()
+        return True
 
     def request_cancel(self, run_id: str, event: dict[str, Any]) -> bool:
         k = self.keys.run(run_id)
@@ -336,7 +311,7 @@ class RedisStore(HistoryStore):
         events = []
         for index, item in enumerate(self.client.lrange(self.keys.run(run_id).history, 0, -1)):
             try:
-                events.append(_decode(run_id, [item], index)[0])
+                events.append(decode(run_id, [item], index)[0])
             except CorruptHistory:
                 events.append({"type": "unreadable", "index": index, "raw": item[:200]})
         return events
@@ -408,53 +383,6 @@ class RedisStore(HistoryStore):
         return list(self._script("claim_due", [self.keys.watch],
                                  [_ms(now), _ms(next_check), limit]))
 
-    # -- webhooks and hooks -------------------------------------------------------------
-    def claim_tokens(self, run_id: str, claims: list[TokenClaim], takeover: str = ""
-                     ) -> list[tuple[TokenClaim, str]]:
-        batch = self._batch()
-        for claim in claims:
-            batch.script("claim_token", [self.keys.token(claim.token)],
-                         [run_id, claim.seq, claim.kind, claim.token, claim.method or "",
-                          codec.dumps(claim.respond_with), takeover, _ms(time.time())])
-        holders = batch.execute() if claims else []
-        return [(claim, holder) for claim, holder in zip(claims, holders, strict=True) if holder]
-
-    def holds_inbox(self, run_id: str, kind: str, token: str) -> bool:
-        mark = f"{kind}:{token}"
-        return any(field.startswith("inbox:") and value == mark
-                   for field, value in self.step_fields(run_id).items())
-
-    def token_info(self, token: str) -> TokenInfo | None:
-        info = self.client.hgetall(self.keys.token(token))
-        # The key is a hash of the token; compare the token itself in constant time too.
-        if not info or not hmac.compare_digest(info.get("token", "").encode(), token.encode()):
-            return None
-        return TokenInfo(run_id=info["run"], seq=int(info["seq"]), kind=info.get("kind", ""),
-                         method=info.get("method") or None,
-                         respond_with=codec.loads(info.get("respond_with") or "null"),
-                         claimed_at=int(info.get("claimed_at") or 0) / 1000)
-
-    def deliver(self, run_id: str, event: dict[str, Any], kind: str, token: str) -> bool:
-        k = self.keys.run(run_id)
-        _, appended = (self._batch()
-                       .call("zadd", self.keys.watch, {run_id: _ms(time.time() + self.lease)})
-                       .script("deliver", [k.history, k.state, k.steps],
-                               [codec.dumps(event), event["seq"], f"{kind}:{token}"])
-                       .execute())
-        return bool(appended)
-
-    def wait_response(self, run_id: str, request_id: str, timeout: float
-                      ) -> dict[str, Any] | None:
-        key = self.keys.response(run_id, request_id)
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            reply = self.client.blpop([key], timeout=self._block_for(remaining))
-            if reply:
-                return dict(codec.loads(reply[1]))
-
     def unwatch_if_idle(self, run_id: str) -> bool:
         k = self.keys.run(run_id)
         # Push the entry on, look, and remove it only if nobody touched it meanwhile: an
@@ -464,6 +392,14 @@ class RedisStore(HistoryStore):
         if self._script("busy", [k.state, k.lease, k.steps], []):
             return False
         return bool(self._script("unwatch", [self.keys.watch], [run_id, mark]))
+
+    # -- the run listing ------------------------------------------------------------
+    def list_runs(self, status: str | None = None, workflow: str | None = None,
+                  limit: int = 50, cursor: str | None = None) -> list[RunSummary]:
+        return self.index.page(status, workflow, limit, cursor)
+
+    def trim_ended(self, now: float, limit: int = 500) -> int:
+        return self.index.trim(now - self.retention, limit)
 
     def arm_due_timers(self, now: float, limit: int = 500) -> list[tuple[str, int, float]]:
         members = self._script("arm_timers", [self.keys.timers_due, self.keys.timers_armed],

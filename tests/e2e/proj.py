@@ -56,6 +56,7 @@ app.conf.update(
     durable_redis_options=json.loads(os.environ.get("DURABLE_TEST_STORE_OPTIONS") or "{}"),
     durable_replay_block_deadline=float(os.environ.get("DURABLE_TEST_BLOCK_DEADLINE", "2")),
     durable_max_lost_attempts=int(os.environ.get("DURABLE_TEST_MAX_LOST", "3")),
+    durable_cache_size=int(os.environ.get("DURABLE_TEST_CACHE", "1000")),
     broker_connection_retry_on_startup=True,
     worker_prefetch_multiplier=int(os.environ.get("DURABLE_TEST_PREFETCH", "1")),
     worker_hijack_root_logger=False,
@@ -463,3 +464,37 @@ async def hook_twice(token: str) -> list:
 @durable.workflow
 async def three_waits(name: str) -> list:
     return list(await asyncio.gather(*(wait_for_file(f"{name}-{i}") for i in range(3))))
+
+
+# -- redrive ---------------------------------------------------------------------
+@durable.step
+def counted(key: str) -> str:
+    """Appends a line to a scratch file each time it runs (the side channel)."""
+    path = SCRATCH / f"{key}.runs"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write("ran\n")
+    return f"counted:{key}"
+
+
+@durable.step(max_retries=0)
+def broken_until_fixed(key: str) -> str:
+    if (SCRATCH / f"{key}.broken").exists():
+        raise ConnectionError(f"{key}: the service is down")
+    return "fixed"
+
+
+@durable.workflow
+async def redrivable(key: str, mode: str) -> str:
+    first = await counted(key)
+    if mode == "step":
+        second = await broken_until_fixed(key)
+    elif mode == "code":
+        if (SCRATCH / f"{key}.bug").exists():
+            raise ValueError(f"{key}: a bug in workflow code")
+        second = "no bug"
+    else:  # "nondeterminism": the code's variant decides the second command
+        variant_file = SCRATCH / f"{key}.variant"
+        variant = variant_file.read_text() if variant_file.exists() else "a"
+        second = await (wait_for_file(key) if variant == "a" else add(1, 1))
+    return f"{first}+{second}"
