@@ -22,9 +22,11 @@ $(STAMP): $(VENV_PY) setup.cfg pyproject.toml
 	$(VENV_PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# test: run the pytest suite (extra options: make test PYTEST_ARGS='-k foo -x').
+# test: run the pytest suite (extra options: make test PYTEST_ARGS='-k foo -x'), then the
+# examples' own tests as a user runs them: the pytest plugin, no Redis configured.
 test: venv
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+	cd examples && env -u REDIS_URL ../$(VENV_PY) -m pytest -p no:cacheprovider tests
 
 # lint: install the dev extras, then ruff over the source dirs, mypy over the package and
 # the import contracts of pyproject.toml (the layering: engine < store < core < adapters).

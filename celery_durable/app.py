@@ -150,6 +150,15 @@ class Durable:
                     self._runtime = Runtime(self.app, self.registry)
         return self._runtime
 
+    def replace_runtime(self, runtime: Runtime | None) -> Runtime | None:
+        """Use ``runtime`` from now on (None: build one again at next use); returns the
+        one it replaces. For test kits (``celery_durable.testing``) that give the app a
+        private store without the user editing it.
+        """
+        with self._lock:
+            previous, self._runtime = self._runtime, runtime
+        return previous
+
     # -- decorators ---------------------------------------------------------------
     @overload
     def step(self, fn: Callable[..., R]) -> Step[R]: ...
@@ -253,6 +262,19 @@ class Durable:
         from .web.webhooks import webhooks_blueprint
 
         return webhooks_blueprint(lambda: self.runtime, name)
+
+    def viewer_blueprint(self, *, actions: bool = False,
+                         name: str = "celery_durable_viewer") -> Any:
+        """The Flask blueprint of the run viewer: the runs, and each run's timeline.
+
+        Read-only unless ``actions=True`` (cancel, wake up, redrive, resume a hook).
+
+        >>> flask_app.register_blueprint(durable.viewer_blueprint(), url_prefix="/runs")
+        ... # doctest: +SKIP
+        """
+        from .web.viewer import viewer_blueprint
+
+        return viewer_blueprint(lambda: self.runtime, actions=actions, name=name)
 
     def sweep_once(self, limit: int = 100) -> list[str]:
         """One pass of the sweeper (for running it as its own process; workers sweep by

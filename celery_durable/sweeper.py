@@ -75,6 +75,7 @@ class SweeperStep(bootsteps.StartStopStep):
         self.worker_id = ""
         self._hostname = str(getattr(parent, "hostname", "worker"))
         self._consumer_starts = 0
+        self._app = parent.app
         _WORKER_STEPS[parent.app] = self
 
     def consumer_started(self) -> None:
@@ -130,6 +131,7 @@ class SweeperStep(bootsteps.StartStopStep):
     def _send_marks(self, runtime: Runtime) -> None:
         # The marks name the identity current when they are sent: one taken before a
         # reconnection and sent after it is lost with the old one, as it should be.
+        runtime = self._runtime or runtime
         while not self._stop.is_set():
             try:
                 first = self._marks.get(timeout=0.5)
@@ -142,18 +144,20 @@ class SweeperStep(bootsteps.StartStopStep):
                 except queue.Empty:
                     break
             try:
-                runtime.store.received(batch, self.worker_id)
+                (self._runtime or runtime).store.received(batch, self.worker_id)
             except Exception:  # noqa: BLE001 - unmarked steps are recovered later anyway
                 logger.warning("durable: could not mark %d received steps", len(batch),
                                exc_info=True)
 
     def _loop(self, runtime: Runtime) -> None:
-        sweeper = Sweeper(runtime) if runtime.settings.sweeper else None
         while not self._stop.wait(runtime.settings.sweep_interval):
+            # Looked up each time: a test kit may give the app another runtime.
+            runtime = _runtime_of(self._app) or runtime
+            self._runtime = runtime
             try:
                 runtime.store.worker_alive(self.worker_id)
-                if sweeper is not None:
-                    sweeper.sweep_once()
+                if runtime.settings.sweeper:
+                    Sweeper(runtime).sweep_once()
             except Exception:  # noqa: BLE001 - Redis may be restarting: try again later
                 logger.warning("durable sweeper: sweep failed", exc_info=True)
 

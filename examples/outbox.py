@@ -1,7 +1,8 @@
 """A pretend outbox: what example steps "send" (emails, API calls) lands here.
 
 The steps do no network I/O. Instead of mailing a friend or calling an external
-service they append a message to a Redis hash of the run, and whoever plays the
+service they append a message to a Redis hash of the run (in the app's durable
+store, under its key prefix), and whoever plays the
 outside world (you, ``examples.demo``, the tests) reads it back with
 :func:`wait_for`. The field is the step id from ``get_step_metadata()``, which is
 stable across retries: a step delivered twice (steps are at-least-once) still
@@ -15,25 +16,21 @@ import logging
 import time
 from typing import Any
 
-import redis
-
 from celery_durable import get_step_metadata
 
-from .app import PREFIX, REDIS_URL
+from .app import durable
 
 logger = logging.getLogger(__name__)
-_client: redis.Redis | None = None
 
 
-def _redis() -> redis.Redis:
-    global _client
-    if _client is None:
-        _client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    return _client
+def _redis() -> Any:
+    # The Redis of the app's durable store (under a test kit, its private one), with
+    # strings decoded.
+    return durable.runtime.store.client  # type: ignore[attr-defined]
 
 
 def _key(run_id: str) -> str:
-    return f"{PREFIX}:examples-outbox:{run_id}"
+    return f"{durable.runtime.settings.key_prefix}:examples-outbox:{run_id}"
 
 
 def send(to: str, subject: str, **fields: Any) -> None:

@@ -51,12 +51,12 @@ def runs(ctx: click.Context, status: str | None, workflow: str | None, limit: in
         click.echo(f"more: --cursor {page[-1].cursor}")
 
 
-def _timeline(runtime: Any, run_id: str) -> tl.Timeline:
+def _history(runtime: Any, run_id: str) -> tuple[str, list[dict[str, Any]]]:
     try:
         state = runtime.run_state(run_id)
     except RunNotFound as exc:
         out.fail(str(exc))
-    return tl.build(run_id, state.status, runtime.store.events(run_id))
+    return state.status, runtime.store.events(run_id)
 
 
 def _bar(row: tl.Row, start: float, end: float, width: int = 24) -> str:
@@ -113,17 +113,18 @@ def _print_timeline(timeline: tl.Timeline) -> None:
 def show(ctx: click.Context, run_id: str, as_json: bool, follow: bool) -> None:
     """A run's timeline: each step, sleep, webhook and hook, and its outcome."""
     runtime = runtime_of(ctx)
-    timeline = _timeline(runtime, run_id)
+    status, events = _history(runtime, run_id)
     if as_json:
-        for event in runtime.store.events(run_id):
+        for event in events:
             event.pop("secret", None)
             click.echo(out.json_line(event))
     else:
-        _print_timeline(timeline)
+        _print_timeline(tl.build(run_id, status, events))
     if not follow:
         return
-    seen = len(runtime.store.events(run_id))
+    seen = len(events)  # what was shown: every later event is printed as it comes
     while True:
+        ended = runtime.run_state(run_id).status != "running"  # read before the events
         events = runtime.store.events(run_id)
         for event in events[seen:]:
             event.pop("secret", None)
@@ -131,7 +132,7 @@ def show(ctx: click.Context, run_id: str, as_json: bool, follow: bool) -> None:
                        f"{out.iso(event.get('at'))}  #{event.get('seq', '-')}  "
                        f"{event['type']}  {event.get('name', '')}".rstrip())
         seen = len(events)
-        if runtime.run_state(run_id).status != "running":
+        if ended:
             break
         runtime.store.wait_ended(run_id, 0.5)
 

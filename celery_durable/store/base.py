@@ -53,6 +53,20 @@ class TokenInfo:
 
 
 @dataclasses.dataclass(frozen=True)
+class RunWaits:
+    """What a running run waits on now, as the store sees it."""
+
+    #: A replay holds the lease, or events wait unseen: the run is moving.
+    busy: bool
+    #: Steps in flight (queued, taken, running or waiting to retry).
+    steps: int
+    #: Timers not fired: (seq, due time).
+    timers: list[tuple[int, float]]
+    #: Live webhooks and hooks: (seq, kind, token).
+    inboxes: list[tuple[int, str, str]]
+
+
+@dataclasses.dataclass(frozen=True)
 class StepClaim:
     """What a worker learns when it begins a step: run it or not, and which attempt."""
 
@@ -225,6 +239,10 @@ class HistoryStore(abc.ABC):
     def events(self, run_id: str) -> list[dict[str, Any]]:
         """The whole history; an entry that cannot be read comes as
         ``{"type": "unreadable", "index": i, "raw": <its first 200 characters>}``."""
+
+    @abc.abstractmethod
+    def waits(self, run_id: str) -> RunWaits:
+        """What the run waits on now: in-flight steps, pending timers, live inboxes."""
 
     @abc.abstractmethod
     def wait_ended(self, run_id: str, timeout: float) -> bool:

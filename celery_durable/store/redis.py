@@ -25,6 +25,7 @@ from .base import (
     Loaded,
     Recorded,
     RunState,
+    RunWaits,
     StepClaim,
 )
 from .batch import Batch
@@ -315,6 +316,18 @@ class RedisStore(RedisInboxes, HistoryStore):
             except CorruptHistory:
                 events.append({"type": "unreadable", "index": index, "raw": item[:200]})
         return events
+
+    def waits(self, run_id: str) -> RunWaits:
+        k = self.keys.run(run_id)
+        fields, state, lease = (self._batch().call("hgetall", k.steps)
+                                .call("hmget", k.state, "dirty", "replaying")
+                                .call("exists", k.lease).execute())
+        _, inboxes = self._pending(run_id, fields)
+        timers = sorted((int(f.partition(":")[2]), int(v) / 1000) for f, v in fields.items()
+                        if f.startswith("timer:") and f"done:{f.partition(':')[2]}" not in fields)
+        return RunWaits(busy=bool(lease) or any(state),
+                        steps=sum(f.startswith("inflight:") for f in fields),
+                        timers=timers, inboxes=[(int(q), kind, t) for q, kind, t in inboxes])
 
     def step_fields(self, run_id: str) -> dict[str, str]:
         """The raw per-step bookkeeping hash (attempts, in-flight marks, done marks)."""

@@ -72,9 +72,17 @@ def test_show_prints_a_timeline_with_the_result_and_follows_a_run(e2e_env, proj,
               .splitlines()]
     assert events[0]["type"] == "run_started" and "secret" not in events[0]
     assert durable(e2e_env, "show", "no-such-run").returncode == 2
-    slow = proj.sleeper.start(1.0)
-    follow = durable(e2e_env, "show", slow.id, "--follow")
-    assert follow.returncode == 0 and "run_completed" in follow.stdout
+    token = f"cli-follow:{uuid.uuid4().hex[:8]}"
+    waiting = proj.hook_wait.start(token)
+    follow = subprocess.Popen([sys.executable, "-m", "celery", "-A", "tests.e2e.proj",
+                               "durable", "show", waiting.id, "--follow"], cwd=ROOT,
+                              env=e2e_env, stdout=subprocess.PIPE, text=True)
+    first = follow.stdout.readline()  # type: ignore[union-attr]
+    assert first.startswith(f"run {waiting.id}"), first
+    proj.durable.resume_hook(token, "go", wait=30)  # while it follows
+    rest, _ = follow.communicate(timeout=60)
+    assert follow.returncode == 0
+    assert "hook_received" in rest and rest.rstrip().endswith("run_completed")
 
 
 def test_cancel_by_id_and_in_bulk(e2e_env, proj, shared_worker):
