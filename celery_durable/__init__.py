@@ -13,8 +13,10 @@ from .engine.primitives import (
     WorkflowMetadata,
     all_settled,
     as_completed,
+    deprecate_patch,
     get_workflow_metadata,
     now,
+    patched,
     race,
     random,
     sleep,
@@ -47,6 +49,8 @@ __all__ = [
     "create_webhook", "create_hook", "Webhook", "Hook", "WebhookRequest",
     "sleep", "race", "all_settled", "Settled", "wait", "as_completed",
     "now", "random", "uuid4", "get_workflow_metadata", "WorkflowMetadata",
+    # changing workflow code while runs are in flight
+    "patched", "deprecate_patch",
     # inside a step
     "get_step_metadata", "StepMetadata",
     # errors

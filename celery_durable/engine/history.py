@@ -47,6 +47,8 @@ STEP_RETRYING = "step_retrying"
 #: A failed run continued: its ``voided`` history positions (the step failures that
 #: ended it) are not delivered by any replay after it.
 RUN_REDRIVEN = "run_redriven"
+#: ``patched(patch)`` said True here: this run runs the patched code from this point.
+PATCH_MARKED = "patch_marked"
 
 COMMAND_EVENTS = frozenset({STEP_SCHEDULED, TIMER_SCHEDULED, WEBHOOK_CREATED, HOOK_CREATED,
                             WEBHOOK_DISPOSED, HOOK_DISPOSED, WEBHOOK_RESPONDED})
@@ -189,6 +191,24 @@ class RespondCommand(Command):
 
     def describe(self) -> str:
         return f"response {self.status} to request {self.request_id} at #{self.seq}"
+
+
+@dataclasses.dataclass
+class PatchMarker(Command):
+    """``patched(patch)`` took the new branch: recorded, but takes no position (``seq`` 0),
+    so the commands after it keep the positions an unpatched history gave them."""
+
+    patch: str = ""
+    #: The position of the next command when the patch was reached.
+    at_seq: int = 0
+
+    event_type = PATCH_MARKED
+
+    def to_event(self, at: float) -> dict[str, Any]:
+        return {"type": self.event_type, "at": at, "patch": self.patch, "at_seq": self.at_seq}
+
+    def describe(self) -> str:
+        return f"patch {self.patch!r} before #{self.at_seq}"
 
 
 def describe_event(event: dict[str, Any]) -> str:

@@ -24,7 +24,8 @@ T = TypeVar("T")
 
 __all__ = [
     "Settled", "race", "all_settled", "wait", "as_completed", "sleep", "parse_duration",
-    "now", "random", "uuid4", "WorkflowMetadata", "get_workflow_metadata",
+    "now", "random", "uuid4", "WorkflowMetadata", "get_workflow_metadata", "patched",
+    "deprecate_patch",
 ]
 
 
@@ -230,6 +231,37 @@ async def sleep(duration: float | dt.timedelta | str | dt.datetime) -> None:
         await asyncio.sleep(seconds)
     else:
         await asyncio.sleep(0)
+
+
+def patched(patch_id: str) -> bool:
+    """Change workflow code safely while runs are in flight.
+
+    True in runs that reach this point under code that has the patch (and the choice is
+    recorded, so every replay of them says True); False when replaying a history that
+    was recorded before the patch existed (its commands here are the old code's). It
+    takes no position: the commands after it keep theirs, so old histories replay.
+
+    >>> if patched("fee-v2"):                                  # doctest: +SKIP
+    ...     await charge_v2(order)
+    ... else:
+    ...     await charge(order)
+    """
+    if not isinstance(patch_id, str) or not patch_id:
+        raise ValueError(f"patched() needs a non-empty string id, got {patch_id!r}")
+    return require_context("patched()").patched(patch_id)
+
+
+def deprecate_patch(patch_id: str) -> None:
+    """The old branch of ``patched(patch_id)`` is gone: keep only the new code, and still
+    record the patch in new runs (histories of both kinds replay). Deploy it once no
+    running run's history lacks the patch.
+
+    >>> deprecate_patch("fee-v2")                             # doctest: +SKIP
+    >>> await charge_v2(order)                                # doctest: +SKIP
+    """
+    if not isinstance(patch_id, str) or not patch_id:
+        raise ValueError(f"deprecate_patch() needs a non-empty string id, got {patch_id!r}")
+    require_context("deprecate_patch()").patched(patch_id)
 
 
 def now() -> dt.datetime:

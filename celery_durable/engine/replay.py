@@ -82,6 +82,11 @@ class Replayer:
         self.last_event: dict[str, Any] | None = None
         #: History positions a redrive voided: skipped, as if never recorded.
         self.voided = set(voided or ())
+        #: Patches this run took (recorded markers, and markers emitted now).
+        self._patches: set[str] = set()
+        #: The highest command position the history holds (seen in any feed so far).
+        self._recorded_max = 0
+        self._new_markers: list[h.PatchMarker] = []
         self.outcome: Outcome | None = None
         self._block_deadline = block_deadline
         self._next_seq = 1
@@ -112,6 +117,15 @@ class Replayer:
         lease there). Raises :class:`NonDeterminismError` when the workflow's
         commands and the history disagree; the instance must then be discarded.
         """
+        events = list(events)
+        # Look ahead over what this feed holds: patched() must know whether the history
+        # goes on past the point the code reaches, before those events are applied.
+        for event in events:
+            kind = event.get("type")
+            if kind == h.PATCH_MARKED:
+                self._patches.add(str(event.get("patch")))
+            elif kind in h.COMMAND_EVENTS and event.get("seq") is not None:
+                self._recorded_max = max(self._recorded_max, int(event["seq"]))
         for event in events:
             if self.position not in self.voided:
                 self._apply(event)
@@ -236,6 +250,18 @@ class Replayer:
             self.outcome = Outcome("completed", value=task.result())
 
     # -- what workflow code calls (through the primitives) ------------------------
+    def patched(self, patch: str) -> bool:
+        """True where this run runs code that has ``patch``: a history that holds its
+        marker, or a point beyond every command the history holds (recorded now); False
+        where the history was recorded without it (commands at or after this point)."""
+        if patch in self._patches:
+            return True
+        if self._recorded_max >= self._next_seq or self._discarded:
+            return False
+        self._patches.add(patch)
+        self._new_markers.append(h.PatchMarker(patch=patch, at_seq=self._next_seq))
+        return True
+
     def reserve_seq(self) -> int:
         """Number a command now, at the call site, to be emitted later.
 
@@ -312,8 +338,10 @@ class Replayer:
     # -- what the orchestrator reads after feeding -------------------------------
     def take_new_commands(self) -> list[h.Command]:
         """Commands emitted since the last call that the history does not hold yet."""
-        new = [self._unmatched[seq] for seq in sorted(self._unmatched)]
+        new: list[h.Command] = list(self._new_markers)
+        new += [self._unmatched[seq] for seq in sorted(self._unmatched)]
         self._unmatched.clear()
+        self._new_markers.clear()
         return new
 
     def command(self, seq: int) -> h.Command | None:

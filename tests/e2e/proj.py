@@ -26,6 +26,7 @@ from celery_durable import (
     get_step_metadata,
     get_workflow_metadata,
     now,
+    patched,
     race,
     random,
     sleep,
@@ -498,3 +499,25 @@ async def redrivable(key: str, mode: str) -> str:
         variant = variant_file.read_text() if variant_file.exists() else "a"
         second = await (wait_for_file(key) if variant == "a" else add(1, 1))
     return f"{first}+{second}"
+
+
+# -- a deploy of patched code ----------------------------------------------------
+#: Which version of the code this process runs (workers are restarted on another).
+CODE = os.environ.get("DURABLE_TEST_CODE", "patched")
+
+
+@durable.step
+def charge_v2(key: str) -> str:
+    return f"v2:{key}"
+
+
+@durable.workflow
+async def checkout(key: str) -> str:
+    await add(1, 1)
+    if CODE == "old":
+        fee = await wait_for_file(key)
+    elif patched("fee-v2"):
+        fee = await charge_v2(key)
+    else:
+        fee = await wait_for_file(key)
+    return f"fee={fee}"

@@ -258,3 +258,27 @@ def test_a_first_orchestrate_message_lost_with_its_worker_is_sent_again(
     assert [e["type"] for e in run.events()] == ["run_started"]
     start_worker(extra_env=SHORT_LEASE)
     assert run.result(timeout=30) == "stored:VALID:BOB"
+
+
+def test_a_deploy_of_patched_code_keeps_old_runs_on_the_old_branch(proj, start_worker, scratch):
+    """A run started under the old code, the workers restarted on the patched code: that
+    run ends on the old branch, a new run takes the new one, neither diverges."""
+    key = f"deploy-{uuid.uuid4().hex[:8]}"
+    old = start_worker(extra_env=dict(SHORT_LEASE, DURABLE_TEST_CODE="old"))
+    before = proj.checkout.start(key)
+    wait_for((scratch / f"{key}.started").exists, what="the old code's step to start")
+    old.kill()  # the deploy
+    start_worker(extra_env=dict(SHORT_LEASE, DURABLE_TEST_CODE="patched"))
+    (scratch / key).write_text("old-branch")
+    assert before.result(timeout=60) == "fee=old-branch"
+    assert not any(e["type"] == "patch_marked" for e in before.events())
+    after = proj.checkout.start(f"{key}-new")
+    assert after.result(timeout=30) == f"fee=v2:{key}-new"
+    assert [e["patch"] for e in after.events() if e["type"] == "patch_marked"] == ["fee-v2"]
+    # Both histories replay on the patched code (what `celery durable replay` checks).
+    from celery_durable.replay_check import read_exports, replay_record
+
+    runtime = proj.durable.runtime
+    for run in (before, after):
+        record = next(read_exports([runtime.export(run.id)]))
+        assert replay_record(record, runtime).ok
