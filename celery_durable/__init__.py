@@ -25,6 +25,7 @@ from .engine.primitives import (
 )
 from .engine.webhook_http import WebhookRequest
 from .errors import (
+    ChildWorkflowFailed,
     FatalError,
     HookConflictError,
     HookNotFound,
@@ -54,7 +55,8 @@ __all__ = [
     # inside a step
     "get_step_metadata", "StepMetadata",
     # errors
-    "FatalError", "RetryableError", "StepFailed", "NonDeterminismError", "WorkflowFailed",
+    "FatalError", "RetryableError", "StepFailed", "ChildWorkflowFailed", "NonDeterminismError",
+    "WorkflowFailed",
     "WorkflowCancelled", "WorkflowBlockedError", "RunNotFound", "RunConflictError",
     "HookNotFound",
     "HookConflictError",

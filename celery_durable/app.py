@@ -20,10 +20,10 @@ from celery import Celery
 
 from . import codec
 from .engine.context import current_context
-from .engine.primitives import call_step
+from .engine.primitives import call_child, call_step, start_detached
 from .registry import Registry
 from .run import Run
-from .runtime import Runtime
+from .runtime import Runtime, check_arguments
 from .settings import DEFAULTS
 from .sweeper import ConsumerPresenceStep, Sweeper, SweeperStep
 from .tasks import register_run_tasks, register_step_task
@@ -90,6 +90,11 @@ class Workflow(Generic[R]):
         return f"<durable workflow {self.name}>"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, R]:
+        if current_context() is not None:  # a child run, awaited by this workflow
+            check_arguments(self.name, self.fn, list(args), kwargs)
+            plain_args, plain_kwargs = codec.normalize_call(f"workflow {self.name!r}", args,
+                                                            kwargs)
+            return call_child(self.name, plain_args, plain_kwargs)
         if current_context() is None:
             # Its steps would run inline and return plain values, and the first `await`
             # of one would fail with a puzzling "can't be used in 'await' expression".
@@ -99,11 +104,17 @@ class Workflow(Generic[R]):
                 "wait with run.result(timeout=...); a worker runs it")
         return self.fn(*args, **kwargs)
 
-    def start(self, *args: Any, **kwargs: Any) -> Run:
-        """Start a run now; returns its :class:`Run` at once.
+    def start(self, *args: Any, **kwargs: Any) -> Any:
+        """Start a run now; returns its :class:`Run` at once. Inside a workflow it starts
+        a detached run (recorded, so exactly once) and returns its run id.
 
         >>> run = data_pipeline.start({"name": "ada"})        # doctest: +SKIP
         """
+        if current_context() is not None:
+            check_arguments(self.name, self.fn, list(args), kwargs)
+            plain_args, plain_kwargs = codec.normalize_call(f"workflow {self.name!r}", args,
+                                                            kwargs)
+            return start_detached(self.name, plain_args, plain_kwargs)
         return self.durable.start_run(self, list(args), kwargs, None)
 
     def apply_async(self, args: Any = (), kwargs: dict[str, Any] | None = None,

@@ -14,6 +14,7 @@ __all__ = [
     "FatalError",
     "RetryableError",
     "StepFailed",
+    "ChildWorkflowFailed",
     "NonDeterminismError",
     "WorkflowFailed",
     "WorkflowCancelled",
@@ -83,6 +84,23 @@ class StepFailed(DurableError):
 
     def __reduce__(self) -> Any:
         return (StepFailed, (self.type, self.message, self.step))
+
+
+class ChildWorkflowFailed(DurableError):
+    """A child run failed with an exception whose class could not be rebuilt here.
+
+    ``type`` is the original class name (with its module), ``message`` its text,
+    ``run_id`` the child's run id.
+    """
+
+    def __init__(self, type: str, message: str, run_id: str = "") -> None:  # noqa: A002
+        self.type = type
+        self.message = message
+        self.run_id = run_id
+        super().__init__(f"child run {run_id!r} failed with {type}: {message}")
+
+    def __reduce__(self) -> Any:
+        return (ChildWorkflowFailed, (self.type, self.message, self.run_id))
 
 
 class NonDeterminismError(DurableError):

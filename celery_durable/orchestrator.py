@@ -48,14 +48,31 @@ def new_token() -> str:
 
 
 def started_event(workflow: str, args: list[Any], kwargs: dict[str, Any],
-                  at: float | None = None) -> dict[str, Any]:
-    """The ``run_started`` event: arguments plus what replay must reproduce."""
-    return {"type": h.RUN_STARTED, "at": time.time() if at is None else at,
-            "workflow": workflow, "args": args, "kwargs": kwargs,
-            "seed": uuid.uuid4().int >> 64,
-            "secret": secrets.token_hex(32),
-            "python": f"{sys.version_info.major}.{sys.version_info.minor}",
-            "engine": h.ENGINE_VERSION}
+                  at: float | None = None, parent: tuple[str, int, bool] | None = None
+                  ) -> dict[str, Any]:
+    """The ``run_started`` event: arguments plus what replay must reproduce (and, for a
+    child run, its parent: (run id, seq of the command, detached))."""
+    event = {"type": h.RUN_STARTED, "at": time.time() if at is None else at,
+             "workflow": workflow, "args": args, "kwargs": kwargs,
+             "seed": uuid.uuid4().int >> 64,
+             "secret": secrets.token_hex(32),
+             "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+             "engine": h.ENGINE_VERSION}
+    if parent is not None:
+        event.update(parent=parent[0], parent_seq=parent[1], detached=parent[2])
+    return event
+
+
+def child_outcome(seq: int, final: dict[str, Any]) -> dict[str, Any]:
+    """The event a parent gets for its child's final event."""
+    kind = {h.RUN_COMPLETED: h.CHILD_COMPLETED, h.RUN_FAILED: h.CHILD_FAILED,
+            h.RUN_CANCELLED: h.CHILD_CANCELLED}[final["type"]]
+    event = {"type": kind, "seq": seq, "at": time.time()}
+    if kind == h.CHILD_COMPLETED:
+        event["result"] = final.get("result")
+    elif kind == h.CHILD_FAILED:
+        event["error"] = final.get("error")
+    return event
 
 
 @dataclasses.dataclass
@@ -93,14 +110,53 @@ class Orchestrator:
         return recorded.recorded
 
     def send(self, run_id: str, command: h.Command) -> str | None:
-        """Send what a committed command needs: a step's message (returns its queue),
-        or a timer's."""
+        """Carry out what a committed command needs: a step's message (returns its
+        queue), a timer's, or a child run's start."""
         if isinstance(command, h.StepCommand):
             return self.dispatcher.send_step(run_id, command.seq, command.name, command.args,
                                              command.kwargs)
         if isinstance(command, h.TimerCommand):
             self.dispatcher.send_timer(run_id, command.seq, command.due)
+        elif isinstance(command, h.ChildCommand):
+            self._start_child(run_id, command)
         return None
+
+    def _start_child(self, run_id: str, command: h.ChildCommand) -> None:
+        """Start the child run of ``command`` (idempotent); a child that has ended already
+        has its outcome delivered (the backstop for a parent that missed it)."""
+        child = h.child_run_id(run_id, command.seq)
+        started = started_event(command.workflow, command.args, command.kwargs,
+                                parent=(run_id, command.seq, command.detached))
+        existing = self.store.create_run(child, command.workflow, started,
+                                         watch_at=time.time() + self.lease)
+        if existing is None:
+            logger.info("run %s: child run %s of %s started", run_id, child, command.workflow)
+            self.dispatcher.wake(child)
+        else:
+            state = self.store.state(child)
+            if state is not None and not state.running and state.outcome \
+                    and not command.detached:
+                event = child_outcome(command.seq, state.outcome)
+                if self.store.record(run_id, command.seq, event, "").recorded:
+                    self.dispatcher.wake(run_id)
+        self.store.child_started(run_id, command.seq, command.detached)
+
+    def _after_final(self, run_id: str, replayer: Replayer, final: dict[str, Any]) -> None:
+        """A run ended: tell its parent, cancel its live children."""
+        started = replayer.started or {}
+        parent = started.get("parent")
+        if parent and not started.get("detached"):
+            event = child_outcome(int(started.get("parent_seq", 0)), final)
+            try:
+                if self.store.record(str(parent), event["seq"], event, "").recorded:
+                    self.dispatcher.wake(str(parent))
+            except Exception:  # noqa: BLE001 - the parent's sweeper delivers it later
+                logger.warning("run %s: could not tell parent %s it ended", run_id, parent,
+                               exc_info=True)
+        for child in self.store.live_children(run_id):
+            if self.store.request_cancel(child, {"type": h.CANCEL_REQUESTED,
+                                                 "at": time.time()}):
+                self.dispatcher.wake(child)
 
     def position(self, run_id: str) -> int:
         """Where this process's live instance of the run stands (0 without one): the
@@ -189,7 +245,8 @@ class Orchestrator:
         lost = []
         if recover and final is None:
             lost = self.store.check_inflight(run_id, now, self.dispatcher.queue_is_empty)[0]
-        queued = [c.seq for c in commands if isinstance(c, h.StepCommand)] + lost
+        queued = [c.seq for c in commands
+                  if isinstance(c, (h.StepCommand, h.ChildCommand))] + lost
         commit = Commit(
             events=[command.to_event(now) for command in commands], queued=queued, final=final,
             watch_at=now + self.lease if queued else None,
@@ -203,8 +260,12 @@ class Orchestrator:
             logger.warning("%s", exc)
             replayer.discard()
             return "lease-lost"
-        if final is not None:  # nothing to send for a run that just ended
+        if final is not None:  # nothing to send for a run that just ended...
             replayer.discard()
+            for command in commands:  # ...but the detached runs it started outlive it
+                if isinstance(command, h.ChildCommand) and command.detached:
+                    self.send(run_id, command)
+            self._after_final(run_id, replayer, final)
             status = str(final["type"]).removeprefix("run_")
             logger.info("run %s %s", run_id, status)
             return status

@@ -185,6 +185,9 @@ class Runtime:
             return False
         logger.info("run %s: cancellation requested", run_id)
         self.dispatcher.wake(run_id)
+        for child in self.store.live_children(run_id):  # cancelling a parent cancels them
+            if self.store.state(child) is not None:
+                self.cancel(child)
         return True
 
     def resume_hook(self, token: str, payload: Any = None, *, wait: float | None = None

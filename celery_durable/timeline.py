@@ -13,7 +13,7 @@ from .engine import history as h
 
 #: The row kind of each command event.
 KINDS = {h.STEP_SCHEDULED: "step", h.TIMER_SCHEDULED: "sleep", h.WEBHOOK_CREATED: "webhook",
-         h.HOOK_CREATED: "hook"}
+         h.HOOK_CREATED: "hook", h.CHILD_SCHEDULED: "child"}
 
 
 @dataclasses.dataclass
@@ -78,7 +78,7 @@ def build(run_id: str, status: str, events: list[dict[str, Any]]) -> Timeline:
     for event in events:
         kind, seq, at = event.get("type"), event.get("seq"), _at(event)
         if kind in KINDS and seq is not None:
-            name = str(event.get("name") or event.get("token") or "")
+            name = str(event.get("name") or event.get("token") or event.get("workflow") or "")
             row = Row(int(seq), KINDS[kind], name, at,
                       status="waiting" if kind != h.STEP_SCHEDULED else "pending")
             if kind == h.STEP_SCHEDULED:
@@ -86,6 +86,10 @@ def build(run_id: str, status: str, events: list[dict[str, Any]]) -> Timeline:
             elif kind == h.TIMER_SCHEDULED:
                 row.detail = {"due": event.get("due")}
                 row.name = "sleep"
+            elif kind == h.CHILD_SCHEDULED:
+                row.detail = {"run_id": h.child_run_id(run_id, row.seq),
+                              "args": event.get("args", []), "detached": event.get("detached")}
+                row.status = "started" if event.get("detached") else "running"
             rows[row.seq] = row
             timeline.rows.append(row)
         elif kind in h.END_EVENTS:
@@ -119,6 +123,9 @@ def _apply(row: Row, kind: Any, event: dict[str, Any], at: float) -> None:
             row.result, row.error = event.get("result"), event.get("error")
     elif kind == h.TIMER_FIRED:
         row.end, row.status = at, "fired"
+    elif kind in (h.CHILD_COMPLETED, h.CHILD_FAILED, h.CHILD_CANCELLED):
+        row.end, row.status = at, kind.removeprefix("child_")
+        row.result, row.error = event.get("result"), event.get("error")
     elif kind in (h.WEBHOOK_RECEIVED, h.HOOK_RECEIVED):
         row.detail.setdefault("received", []).append(
             event.get("request") if kind == h.WEBHOOK_RECEIVED else event.get("payload"))

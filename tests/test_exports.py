@@ -5,7 +5,8 @@ import celery_durable
 PROMISED = """Durable sleep create_webhook create_hook race all_settled wait as_completed Settled
 now random uuid4 get_workflow_metadata get_step_metadata WebhookRequest FatalError
 RetryableError StepFailed NonDeterminismError WorkflowFailed WorkflowCancelled
-RunNotFound RunConflictError HookNotFound HookConflictError patched deprecate_patch""".split()
+RunNotFound RunConflictError HookNotFound HookConflictError patched deprecate_patch
+ChildWorkflowFailed""".split()
 
 NOT_YET: set[str] = set()
 

@@ -71,12 +71,16 @@ def _bar(row: tl.Row, start: float, end: float, width: int = 24) -> str:
 def _outcome(row: tl.Row) -> str:
     if row.error:
         return str(row.error.get("message") or row.error.get("exc_type") or "")[:60]
+    if row.kind == "child" and row.status == "completed":
+        return f"run {row.detail.get('run_id')} -> {out.json_line(row.result)[:40]}"
     if row.kind == "step" and row.status == "completed":
         return out.json_line(row.result)[:60]
     if row.kind == "sleep":
         return f"due {out.iso(row.detail.get('due'))}"
     if row.kind in ("webhook", "hook"):
         return f"{len(row.detail.get('received', []))} received"
+    if row.kind == "child":
+        return f"run {row.detail.get('run_id')}"
     return ""
 
 
@@ -120,6 +124,9 @@ def show(ctx: click.Context, run_id: str, as_json: bool, follow: bool) -> None:
             click.echo(out.json_line(event))
     else:
         _print_timeline(tl.build(run_id, status, events))
+        parent = events[0].get("parent") if events else None
+        if parent:
+            click.echo(f"parent: run {parent} (#{events[0].get('parent_seq')})")
     if not follow:
         return
     seen = len(events)  # what was shown: every later event is printed as it comes

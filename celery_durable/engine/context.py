@@ -24,6 +24,7 @@ class WorkflowInfo(Protocol):
     run_id: str
     workflow_name: str
     started_at: float
+    parent_run_id: str | None
 
 
 class Inbox(Protocol):

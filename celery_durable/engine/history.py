@@ -31,6 +31,7 @@ HOOK_CREATED = "hook_created"
 WEBHOOK_DISPOSED = "webhook_disposed"
 HOOK_DISPOSED = "hook_disposed"
 WEBHOOK_RESPONDED = "webhook_responded"
+CHILD_SCHEDULED = "child_scheduled"
 
 # Deliveries: outcomes fed back into the workflow, one at a time, in history order.
 STEP_COMPLETED = "step_completed"
@@ -40,6 +41,9 @@ CANCEL_REQUESTED = "cancel_requested"
 WEBHOOK_RECEIVED = "webhook_received"
 HOOK_RECEIVED = "hook_received"
 HOOK_CONFLICT = "hook_conflict"
+CHILD_COMPLETED = "child_completed"
+CHILD_FAILED = "child_failed"
+CHILD_CANCELLED = "child_cancelled"
 
 # Informational: recorded for people and tools, ignored by replay.
 STEP_STARTED = "step_started"
@@ -51,8 +55,10 @@ RUN_REDRIVEN = "run_redriven"
 PATCH_MARKED = "patch_marked"
 
 COMMAND_EVENTS = frozenset({STEP_SCHEDULED, TIMER_SCHEDULED, WEBHOOK_CREATED, HOOK_CREATED,
+                            CHILD_SCHEDULED,
                             WEBHOOK_DISPOSED, HOOK_DISPOSED, WEBHOOK_RESPONDED})
 DELIVERY_EVENTS = frozenset({STEP_COMPLETED, STEP_FAILED, TIMER_FIRED, CANCEL_REQUESTED,
+                             CHILD_COMPLETED, CHILD_FAILED, CHILD_CANCELLED,
                              WEBHOOK_RECEIVED, HOOK_RECEIVED, HOOK_CONFLICT})
 #: Deliveries that may come many times for one command (each request, each resume).
 INBOX_EVENTS = frozenset({WEBHOOK_RECEIVED, HOOK_RECEIVED, HOOK_CONFLICT})
@@ -109,6 +115,40 @@ class StepCommand(Command):
 
     def describe(self) -> str:
         return f"step {self.name}(args={self.args!r}, kwargs={self.kwargs!r}) at #{self.seq}"
+
+
+def child_run_id(parent: str, seq: int) -> str:
+    """The run id of the child a parent started at ``seq``: the same on every replay.
+    ``~`` never appears in an id a user chooses, so a child's id cannot be taken."""
+    child = f"{parent}~{seq}"
+    if len(child) <= 200:
+        return child
+    import hashlib  # deep nesting: keep ids bounded
+
+    root = parent.split("~", 1)[0][:80]
+    return f"{root}~{hashlib.sha256(child.encode()).hexdigest()[:32]}"
+
+
+@dataclasses.dataclass
+class ChildCommand(Command):
+    """Start workflow ``workflow`` as a child run (``detached``: it outlives the parent
+    and the parent does not wait for it)."""
+
+    workflow: str = ""
+    args: list[Any] = dataclasses.field(default_factory=list)
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    detached: bool = False
+
+    event_type = CHILD_SCHEDULED
+
+    def _fields(self) -> dict[str, Any]:
+        return {"workflow": self.workflow, "args": self.args, "kwargs": self.kwargs,
+                "detached": self.detached}
+
+    def describe(self) -> str:
+        kind = "detached run" if self.detached else "child run"
+        return f"{kind} of {self.workflow}(args={self.args!r}, kwargs={self.kwargs!r}) " \
+               f"at #{self.seq}"
 
 
 @dataclasses.dataclass
@@ -221,6 +261,10 @@ def describe_event(event: dict[str, Any]) -> str:
         return f"timer due at {float(event.get('due', 0.0)):.3f} at #{event.get('seq')}"
     if kind in (WEBHOOK_CREATED, HOOK_CREATED):
         return f"{kind.split('_')[0]} created at #{event.get('seq')}"
+    if kind == CHILD_SCHEDULED:
+        return (f"{'detached run' if event.get('detached') else 'child run'} of "
+                f"{event.get('workflow')}(args={event.get('args')!r}, "
+                f"kwargs={event.get('kwargs')!r}) at #{event.get('seq')}")
     return f"{kind} at #{event.get('seq')}"
 
 

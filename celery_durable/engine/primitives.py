@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Coroutine, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 from .context import WorkflowContext, require_context
-from .history import StepCommand
+from .history import ChildCommand, StepCommand, child_run_id
 
 T = TypeVar("T")
 
@@ -282,11 +282,12 @@ def uuid4() -> uuid.UUID:
 
 @dataclasses.dataclass(frozen=True)
 class WorkflowMetadata:
-    """What :func:`get_workflow_metadata` returns."""
+    """What :func:`get_workflow_metadata` returns (``parent_run_id`` in a child run)."""
 
     run_id: str
     workflow_name: str
     started_at: dt.datetime
+    parent_run_id: str | None = None
 
 
 def get_workflow_metadata() -> WorkflowMetadata:
@@ -294,7 +295,8 @@ def get_workflow_metadata() -> WorkflowMetadata:
     info = require_context("get_workflow_metadata()").info
     assert info is not None
     return WorkflowMetadata(info.run_id, info.workflow_name,
-                            dt.datetime.fromtimestamp(info.started_at, dt.timezone.utc))
+                            dt.datetime.fromtimestamp(info.started_at, dt.timezone.utc),
+                            getattr(info, "parent_run_id", None))
 
 
 
@@ -310,5 +312,25 @@ def call_step(name: str, args: list[Any], kwargs: dict[str, Any]) -> Coroutine[A
     return _scheduled_step(context, seq, StepCommand(name=name, args=args, kwargs=kwargs))
 
 
-async def _scheduled_step(context: WorkflowContext, seq: int, command: StepCommand) -> Any:
+async def _scheduled_step(context: WorkflowContext, seq: int,
+                          command: StepCommand | ChildCommand) -> Any:
     return await context.schedule(command, seq)
+
+
+def call_child(workflow: str, args: list[Any], kwargs: dict[str, Any]
+               ) -> Coroutine[Any, Any, Any]:
+    """A coroutine that starts workflow ``workflow`` as a child run when it first runs,
+    and awaits the child's result (or its error). Its position is taken now."""
+    context = require_context(f"workflow {workflow!r}")
+    seq = context.reserve_seq()
+    return _scheduled_step(context, seq, ChildCommand(workflow=workflow, args=args,
+                                                      kwargs=kwargs))
+
+
+def start_detached(workflow: str, args: list[Any], kwargs: dict[str, Any]) -> str:
+    """Start workflow ``workflow`` as a detached run (recorded: exactly once); its id."""
+    context = require_context(f"{workflow}.start()")
+    seq = context.reserve_seq()
+    context.emit_now(ChildCommand(workflow=workflow, args=args, kwargs=kwargs, detached=True),
+                     seq)
+    return child_run_id(context.run_id, seq)

@@ -20,7 +20,13 @@ import sys
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
-from ..errors import HookConflictError, NonDeterminismError
+from ..errors import (
+    ChildWorkflowFailed,
+    HookConflictError,
+    NonDeterminismError,
+    StepFailed,
+    WorkflowCancelled,
+)
 from . import history as h
 from .loop import DEFAULT_BLOCK_DEADLINE, WorkflowEventLoop
 
@@ -30,8 +36,6 @@ ErrorDecoder = Callable[[dict[str, Any], str], BaseException]
 
 
 def _default_error_decoder(error: dict[str, Any], step: str) -> BaseException:
-    from ..errors import StepFailed
-
     return StepFailed(str(error.get("type")), str(error.get("message")), step)
 
 
@@ -51,6 +55,8 @@ class WorkflowInfo:
     run_id: str
     workflow_name: str
     started_at: float
+    #: The parent's run id, for a child run.
+    parent_run_id: str | None = None
 
 
 class Replayer:
@@ -102,6 +108,7 @@ class Replayer:
         self._discarded = False
         #: Set by the orchestrator: which run (by creation time) this instance replays.
         self.epoch = ""
+        self.started: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         state = self.outcome.status if self.outcome else "running"
@@ -156,7 +163,10 @@ class Replayer:
     def _start(self, event: dict[str, Any]) -> None:
         if self._main is not None:
             raise NonDeterminismError("history holds run_started twice", position=0)
-        self.info = WorkflowInfo(self.run_id, str(event.get("workflow")), float(event["at"]))
+        self.info = WorkflowInfo(self.run_id, str(event.get("workflow")), float(event["at"]),
+                                 event.get("parent"))
+        #: The run_started event (its parent, for a child run).
+        self.started = event
         self.random.seed(event.get("seed", self.run_id))
         self.secret = str(event.get("secret") or event.get("seed") or self.run_id)
         self._recorded_python = event.get("python")
@@ -205,8 +215,10 @@ class Replayer:
                 assert isinstance(waiter, asyncio.TimerHandle)
                 self.loop.fire(waiter)
             elif isinstance(waiter, asyncio.Future) and not waiter.done():
-                if kind == h.STEP_COMPLETED:
+                if kind in (h.STEP_COMPLETED, h.CHILD_COMPLETED):
                     waiter.set_result(event.get("result"))
+                elif kind in (h.CHILD_FAILED, h.CHILD_CANCELLED):
+                    waiter.set_exception(self._child_error(seq, event))
                 else:
                     command = self._emitted[seq]
                     name = getattr(command, "name", "?")
@@ -217,6 +229,16 @@ class Replayer:
                         error = wrapped
                     waiter.set_exception(error)
         self.loop.run_until_idle()
+
+    def _child_error(self, seq: int, event: dict[str, Any]) -> BaseException:
+        """A child's failure as its own exception type, else ChildWorkflowFailed."""
+        child = h.child_run_id(self.run_id, seq)
+        if event["type"] == h.CHILD_CANCELLED:
+            return WorkflowCancelled(f"child run {child!r} was cancelled")
+        error = self.error_decoder(event.get("error") or {}, "")
+        if isinstance(error, StepFailed):
+            return ChildWorkflowFailed(error.type, error.message, child)
+        return error
 
     def _deliver_to_inbox(self, event: dict[str, Any]) -> None:
         seq = int(event["seq"])

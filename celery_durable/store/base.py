@@ -259,6 +259,14 @@ class HistoryStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def child_started(self, run_id: str, seq: int, detached: bool) -> None:
+        """The child run a command of this run starts exists now."""
+
+    @abc.abstractmethod
+    def live_children(self, run_id: str) -> list[str]:
+        """Run ids of the live child runs this run awaits."""
+
+    @abc.abstractmethod
     def received(self, steps: list[tuple[str, int]], worker_id: str) -> None:
         """A worker took these steps' messages (prefetched them): lost if it goes."""
 

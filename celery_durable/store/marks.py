@@ -20,6 +20,9 @@ mark                              meaning, and when the step is lost
                                   expired, or a queue timeout after ``at`` in any case
 ``r:<retry at>:<deadline>``       waiting to retry: no copy begins before ``retry at``;
                                   lost if no attempt began by ``deadline``
+``k:<at>``                        a child run started at ``at`` (ms) the parent awaits:
+                                  "lost" once the child has ended (its outcome is then
+                                  delivered again), else checked every few leases
 ``<until>``                       running: its worker's heartbeat pushes ``until`` on;
                                   lost once it passes
 ================================  ====================================================
@@ -37,7 +40,8 @@ from collections.abc import Callable
 
 PUBLISHING, QUEUED, TAKEN, RETRYING, RUNNING = "publishing", "queued", "taken", "retrying", \
     "running"
-_PREFIXES = {"p": PUBLISHING, "q": QUEUED, "c": TAKEN, "r": RETRYING}
+CHILD = "child"
+_PREFIXES = {"p": PUBLISHING, "q": QUEUED, "c": TAKEN, "r": RETRYING, "k": CHILD}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,10 +77,13 @@ class Mark:
 
     def lost_at(self, *, lease: float, queue_timeout: float, now: float,
                 holder_alive: bool, consumed: float = 0.0,
-                queue_is_empty: Callable[[str], bool] | None = None) -> float:
+                queue_is_empty: Callable[[str], bool] | None = None,
+                child_ended: bool = False) -> float:
         """When this step counts as lost (UNIX seconds). ``consumed``: the send time of
         the latest message of this step's queue that began; ``queue_is_empty(queue)``
         asks the broker whether anything waits in that queue."""
+        if self.kind == CHILD:  # delivered by the child's end; this is the backstop
+            return now - 1 if child_ended else now + 10 * lease
         if self.kind == TAKEN:
             by_holder = now + lease if holder_alive else now - 1
             return min(by_holder, self.at + queue_timeout)
@@ -110,10 +117,15 @@ def queues(marks: dict[int, Mark]) -> set[str]:
     return {mark.queue for mark in marks.values() if mark.kind == QUEUED and mark.queue}
 
 
+def children(marks: dict[int, Mark]) -> list[int]:
+    """Seqs of the live child runs a parent awaits."""
+    return sorted(seq for seq, mark in marks.items() if mark.kind == CHILD)
+
+
 def lost_steps(marks: dict[int, Mark], now: float, alive: set[str],
                consumed: dict[str, float] | None = None, *, lease: float,
-               queue_timeout: float, queue_is_empty: Callable[[str], bool] | None = None
-               ) -> tuple[list[int], float | None]:
+               queue_timeout: float, queue_is_empty: Callable[[str], bool] | None = None,
+               ended_children: set[int] | None = None) -> tuple[list[int], float | None]:
     """Seqs of steps lost by ``now``, and when the next of the others could be.
 
     ``alive``: the workers whose liveness key exists; ``consumed``: per queue, the send
@@ -129,7 +141,8 @@ def lost_steps(marks: dict[int, Mark], now: float, alive: set[str],
         expires = mark.lost_at(lease=lease, queue_timeout=queue_timeout, now=now,
                                holder_alive=mark.worker in alive,
                                consumed=consumed.get(mark.queue, 0.0),
-                               queue_is_empty=queue_is_empty)
+                               queue_is_empty=queue_is_empty,
+                               child_ended=seq in (ended_children or set()))
         if expires < now:
             lost.append(seq)
         elif next_due is None or expires < next_due:

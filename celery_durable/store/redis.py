@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from .. import codec
+from ..engine.history import child_run_id
 from ..errors import CorruptHistory, LeaseLost
 from . import marks
 from .base import (
@@ -38,8 +39,8 @@ from .run_index import RunIndex, RunSummary
 __all__ = ["RedisStore", "connect"]
 
 SCRIPTS = ("create", "load", "commit", "begin_step", "heartbeat", "record", "retry", "cancel",
-           "claim_due", "release", "renew", "busy", "arm_timers", "claim_token",
-           "release_token", "deliver", "published", "unwatch", "received", "redrive")
+           "claim_due", "release", "renew", "busy", "arm_timers", "claim_token", "release_token",
+           "deliver", "published", "unwatch", "received", "redrive", "child_started")
 
 #: How long an answer to a held webhook request waits for its caller to read it.
 RESPONSE_TTL = 120
@@ -358,7 +359,26 @@ class RedisStore(RedisInboxes, HistoryStore):
             consumed = {q: int(s) / 1000 for q, s in zip(queues, scores, strict=True) if s}
         return marks.lost_steps(in_flight, now, alive, consumed, lease=self.lease,
                                 queue_timeout=self.queue_timeout,
-                                queue_is_empty=queue_is_empty)
+                                queue_is_empty=queue_is_empty,
+                                ended_children=self._ended_children(run_id, in_flight))
+
+    def _ended_children(self, run_id: str, in_flight: dict[int, marks.Mark]) -> set[int]:
+        seqs = marks.children(in_flight)
+        if not seqs:
+            return set()
+        batch = self._batch()
+        for seq in seqs:
+            batch.call("hget", self.keys.run(child_run_id(run_id, seq)).state, "status")
+        return {seq for seq, status in zip(seqs, batch.execute(), strict=True)
+                if status != "running"}
+
+    def child_started(self, run_id: str, seq: int, detached: bool) -> None:
+        self._script("child_started", [self.keys.run(run_id).steps],
+                     [seq, _ms(time.time()), "1" if detached else "0"])
+
+    def live_children(self, run_id: str) -> list[str]:
+        return [child_run_id(run_id, seq)
+                for seq in marks.children(marks.in_flight(self.step_fields(run_id)))]
 
     def _alive_workers(self, workers: set[str]) -> set[str]:
         names = sorted(workers)

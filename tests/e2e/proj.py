@@ -521,3 +521,38 @@ async def checkout(key: str) -> str:
     else:
         fee = await wait_for_file(key)
     return f"fee={fee}"
+
+
+# -- child runs ------------------------------------------------------------------
+@durable.workflow
+async def child_double(x: int) -> dict:
+    return {"value": await add(x, x), "parent": get_workflow_metadata().parent_run_id}
+
+
+@durable.workflow
+async def parent_of_children(n: int) -> list:
+    return list(await asyncio.gather(*(child_double(i) for i in range(n))))
+
+
+@durable.workflow
+async def parent_catches(message: str) -> str:
+    try:
+        await raiser(message)
+    except CardDeclined as exc:
+        return f"caught {type(exc).__name__}: {exc}"
+    return "not caught"
+
+
+@durable.workflow
+async def parent_of_waiting_child(token: str) -> dict:
+    return await hook_wait(token)
+
+
+@durable.workflow
+async def parent_detaches(x: int) -> str:
+    return child_double.start(x)
+
+
+@durable.workflow
+async def parent_of_killed_child(name: str) -> str:
+    return await kill_me(name)
