@@ -8,7 +8,7 @@ DEV_STAMP = $(VENV)/.dev-installed-stamp
 PYTEST_ARGS ?=
 LINT_PATHS = celery_durable tests bench examples
 
-.PHONY: venv test lint bench soak demo clean
+.PHONY: venv test lint bench bench-peers soak demo clean browser
 
 # venv: create .venv (once) and install the package editable with test extras;
 # re-installs whenever setup.cfg or pyproject.toml is newer than the stamp.
@@ -24,9 +24,16 @@ $(STAMP): $(VENV_PY) setup.cfg pyproject.toml
 
 # test: run the pytest suite (extra options: make test PYTEST_ARGS='-k foo -x'), then the
 # examples' own tests as a user runs them: the pytest plugin, no Redis configured.
-test: venv
+test: venv browser
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 	cd examples && env -u REDIS_URL ../$(VENV_PY) -m pytest -p no:cacheprovider tests
+
+# browser: Debian's Chromium for tests/viewer/test_browser.py, installed when running as
+# root with apt (as CI does); elsewhere those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "browser: could not install chromium; the browser tests will skip"
 
 # lint: install the dev extras, then ruff over the source dirs, mypy over the package and
 # the import contracts of pyproject.toml (the layering: engine < store < core < adapters).
@@ -39,10 +46,16 @@ $(DEV_STAMP): $(STAMP)
 	$(VENV_PY) -m pip install --quiet -e '.[dev]'
 	touch $(DEV_STAMP)
 
-# bench: durable against Celery canvas, then the run listing at 100,000 runs.
+# bench: every case of bench/README.md in one table, durable beside its Celery baseline
+# measured in the same run (alternated pairs, medians); writes bench/results/latest.json.
+# The issue's sizes (10,000 sleepers, 100,000 listed runs): make bench BENCH_ARGS=--full.
 bench: venv
-	$(VENV_PY) bench/run.py
-	$(VENV_PY) bench/listing.py
+	$(VENV_PY) bench/run.py $(BENCH_ARGS)
+
+# bench-peers: durable beside DBOS Transact and pyworkflow-engine, each installed in its own
+# venv under bench/.peers/; a peer that cannot run (no PostgreSQL, no PyPI) is skipped.
+bench-peers: venv
+	$(VENV_PY) bench/peers.py $(BENCH_ARGS)
 
 # soak: run only tests marked `soak`; "no tests collected" (pytest exit 5) is not a failure.
 soak: venv

@@ -7,6 +7,7 @@ encoded by :mod:`.error_codec`, which needs Celery.
 
 from __future__ import annotations
 
+import json as _json
 from typing import Any
 
 from kombu.utils.json import dumps as _dumps
@@ -19,7 +20,15 @@ def dumps(value: Any) -> str:
 
 
 def loads(text: str | bytes) -> Any:
-    """Decode JSON written by :func:`dumps`."""
+    """Decode JSON written by :func:`dumps`.
+
+    Most values hold none of kombu's typed values (``{"__type__": ...}``: datetime,
+    Decimal, UUID, bytes): those are decoded by the C parser alone, without kombu's
+    Python hook on every object (a replay decodes every event of a history).
+    """
+    marker = b'"__type__"' if isinstance(text, bytes) else '"__type__"'
+    if marker not in text:  # type: ignore[operator]
+        return _json.loads(text)
     return _loads(text)
 
 

@@ -1,15 +1,17 @@
-"""A guard around one upstream bug: Celery 5.7's consumer, after losing the broker,
-closes the transport and only then the channel, and kombu's Redis transport then
-tries to restore the unacknowledged messages through the closed transport
-(``AttributeError: 'NoneType' object has no attribute 'hostname'`` in
-``Channel._connparams``), which ends the worker with "Unrecoverable error".
+"""Guards around one upstream bug: Celery 5.7's consumer, after losing the broker,
+closes the transport before its channel, and kombu's Redis transport then works on
+unacknowledged messages through the closed transport (``AttributeError: 'NoneType'
+object has no attribute 'hostname'`` / ``'client'`` in ``Channel._connparams``), which
+ends the worker with "Unrecoverable error". Two paths do it: restoring the unacked
+messages as the channel closes, and the late ack of a task that finishes after the
+broker came back but before the consumer reconnected.
 
-The guard makes that restore a no-op when the transport is already closed: the
+The guards make those calls skip Redis when the transport is already closed: the
 messages stay in kombu's ``unacked`` hash (kombu restores them after its visibility
-timeout), and the steps among them are sent again by the sweeper within a lease (the
-worker's marks change identity when its consumer reconnects). Installed once, in
-worker processes, by the sweeper's bootstep; it changes nothing while the transport
-is open.
+timeout; a step delivered again is skipped, its outcome being recorded), and the steps
+among the unacked ones are sent again by the sweeper within a lease (the worker's marks
+change identity when its consumer reconnects). Installed once, in worker processes, by
+the sweeper's bootstep; they change nothing while the transport is open.
 """
 
 from __future__ import annotations
@@ -46,4 +48,25 @@ def guard_restore_unacked() -> bool:
 
     restore_unacked.celery_durable_guard = True  # type: ignore[attr-defined]
     qos.restore_unacked = restore_unacked
+    for name in ("ack", "reject"):
+        setattr(qos, name, _guarded_ack(getattr(qos, name)))
     return True
+
+
+def _guarded_ack(original: Any) -> Any:
+    """``QoS.ack``/``reject`` that keep only the in-memory bookkeeping when the
+    transport is closed (the message stays unacked in Redis, for the visibility timeout)."""
+    from kombu.transport import virtual
+
+    def call(self: Any, delivery_tag: Any, *args: Any, **kwargs: Any) -> Any:
+        transport = getattr(self.channel, "connection", None)
+        if getattr(transport, "client", None) is None:
+            logger.warning("durable: kombu cannot settle message %s through an already "
+                           "closed connection (a Celery 5.7 / kombu 5.7 bug after a lost "
+                           "broker); it stays unacked until the visibility timeout",
+                           delivery_tag)
+            return virtual.QoS.ack(self, delivery_tag)
+        return original(self, delivery_tag, *args, **kwargs)
+
+    call.celery_durable_guard = True  # type: ignore[attr-defined]
+    return call

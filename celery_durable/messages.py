@@ -24,3 +24,6 @@ class Dispatcher(Protocol):
     def queue_is_empty(self, queue: str) -> bool:
         """True when the broker holds no message in ``queue``; False if it does, or
         cannot say."""
+
+    def queue_of(self, name: str) -> str:
+        """The queue a task's messages go to."""

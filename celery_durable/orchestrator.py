@@ -121,6 +121,12 @@ class Orchestrator:
             self._start_child(run_id, command)
         return None
 
+    def _queue_of(self, command: h.Command | None) -> str:
+        """Where a step's message goes ("" for a child run's start: no message)."""
+        if isinstance(command, h.StepCommand):
+            return self.dispatcher.queue_of(command.name)
+        return ""
+
     def _start_child(self, run_id: str, command: h.ChildCommand) -> None:
         """Start the child run of ``command`` (idempotent); a child that has ended already
         has its outcome delivered (the backstop for a parent that missed it)."""
@@ -245,8 +251,11 @@ class Orchestrator:
         lost = []
         if recover and final is None:
             lost = self.store.check_inflight(run_id, now, self.dispatcher.queue_is_empty)[0]
-        queued = [c.seq for c in commands
-                  if isinstance(c, (h.StepCommand, h.ChildCommand))] + lost
+        # Steps are marked queued on the queue their message goes to, in the commit itself
+        # (a message that never gets there is found lost: see store/marks.py).
+        queued = [(c.seq, self._queue_of(c)) for c in commands
+                  if isinstance(c, (h.StepCommand, h.ChildCommand))]
+        queued += [(seq, self._queue_of(replayer.command(seq))) for seq in lost]
         commit = Commit(
             events=[command.to_event(now) for command in commands], queued=queued, final=final,
             watch_at=now + self.lease if queued else None,
@@ -254,40 +263,35 @@ class Orchestrator:
             # commit; the others wait in the index for the sweeper.
             timers=self.timers.plan(commands, now))
         self._tokens(run_id, replayer, commands, commit, now)
+        if final is not None:
+            # A run that ends here still starts the detached runs it asked for: before its
+            # end is visible (their ids are fixed, so a refused commit changes nothing).
+            for command in commands:
+                if isinstance(command, h.ChildCommand) and command.detached:
+                    self.send(run_id, command)
         try:
             released = self.store.commit(run_id, token, commit)
         except LeaseLost as exc:
             logger.warning("%s", exc)
             replayer.discard()
             return "lease-lost"
-        if final is not None:  # nothing to send for a run that just ended...
+        if final is not None:  # nothing to send for a run that just ended
             replayer.discard()
-            for command in commands:  # ...but the detached runs it started outlive it
-                if isinstance(command, h.ChildCommand) and command.detached:
-                    self.send(run_id, command)
             self._after_final(run_id, replayer, final)
             status = str(final["type"]).removeprefix("run_")
             logger.info("run %s %s", run_id, status)
             return status
         armed = {seq for seq, _, is_armed in commit.timers if is_armed}
-        sent: list[tuple[int, str]] = []
         for command in commands:
             if isinstance(command, h.TimerCommand) and command.seq not in armed:
                 continue  # the sweeper hands it to a message when it comes due
-            queue = self.send(run_id, command)
-            if queue is not None:
-                sent.append((command.seq, queue))
+            self.send(run_id, command)
         for seq in lost:
             lost_command = replayer.command(seq)
             if lost_command is not None:
                 logger.warning("run %s: step #%d is due again (a long retry, or its worker or "
                                "message was lost); sending it", run_id, seq)
-                queue = self.send(run_id, lost_command)
-                if queue is not None:
-                    sent.append((seq, queue))
-        # Marked "being published" by the commit: a worker dying before this line leaves
-        # marks the sweeper resends after a lease, not after the long queue timeout.
-        self.store.published(run_id, sent)
+                self.send(run_id, lost_command)
         if released and not replayer.pending_steps():
             # It waits only on the outside world (a sleep, a webhook): nothing of it can be
             # lost, so the sweeper need not look. Whatever wakes it re-adds it.

@@ -49,6 +49,8 @@ app.conf.update(
 )
 durable = Durable(app)
 
-# The web app: webhooks are served at <EXAMPLES_WEBHOOK_BASE>/webhook/<token>.
+# The web app: webhooks are served at <EXAMPLES_WEBHOOK_BASE>/webhook/<token>, the run
+# viewer at /runs/ (read-only: actions=True adds cancel, wake up, redrive, resume).
 web = Flask("examples")
 web.register_blueprint(durable.webhooks_blueprint(), url_prefix="/durable")
+web.register_blueprint(durable.viewer_blueprint(), url_prefix="/runs")

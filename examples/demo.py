@@ -232,6 +232,7 @@ def main() -> int:
         with running_stack(handle.url, tag) as env:
             print(f"worker celery -A examples.app worker -Q {tag} (ready)")
             print(f"web    {env['EXAMPLES_WEBHOOK_BASE']}")
+            print(f"viewer {env['EXAMPLES_WEBHOOK_BASE'].removesuffix('/durable')}/runs/")
             failed = run_all()
     finally:
         if handle.owned:

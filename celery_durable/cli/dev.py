@@ -18,17 +18,19 @@ from . import runtime_of
 
 
 def _dev_app(runtime: Runtime) -> Any:
-    """A Flask app serving the webhooks (and, once it exists, the run viewer)."""
-    from flask import Flask
+    """A Flask app serving the webhooks and the run viewer (with its actions)."""
+    from flask import Flask, redirect
 
+    from ..web.viewer import viewer_blueprint
     from ..web.webhooks import webhooks_blueprint
 
     web = Flask("celery_durable_dev")
     web.register_blueprint(webhooks_blueprint(lambda: runtime), url_prefix="/durable")
+    web.register_blueprint(viewer_blueprint(lambda: runtime, actions=True), url_prefix="/runs")
 
     @web.get("/")
-    def index() -> dict[str, str]:
-        return {"webhooks": "/durable/webhook/<token>"}
+    def index() -> Any:
+        return redirect("/runs/")
 
     return web
 
@@ -46,7 +48,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 @click.pass_context
 def dev(ctx: click.Context, port: int, concurrency: int, log_path: str | None) -> None:
     """Run the app locally: its Redis (or an embedded one), a worker on every queue its
-    steps use, and a web app with the webhooks. Ctrl-C stops what it started."""
+    steps use, and a web app with the webhooks and the run viewer. Ctrl-C stops what it
+    started."""
     runtime = runtime_of(ctx)
     app_name = str(ctx.find_root().params.get("app") or "")
     if not app_name:
@@ -80,7 +83,8 @@ def dev(ctx: click.Context, port: int, concurrency: int, log_path: str | None) -
         click.echo(f"worker  celery -A {app_name} worker -Q {','.join(queues)} "
                    f"(pid {worker.process.pid}, log {log})")
         worker.wait_ready(60)
-        click.echo(f"web     {base}/webhook/<token>  ({web.url}/)")
+        click.echo(f"web     {base}/webhook/<token>")
+        click.echo(f"viewer  {web.url}/runs/")
         click.echo(click.style("ready", fg="green", bold=True) + " - Ctrl-C stops everything")
         # Ctrl-C (even where a shell started us with SIGINT ignored) and SIGTERM stop it.
         signal.signal(signal.SIGINT, signal.default_int_handler)

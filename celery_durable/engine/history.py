@@ -17,6 +17,31 @@ def canonical(value: Any) -> str:
     """A stable text form of a JSON-normalised value, for comparing commands."""
     return json.dumps(value, sort_keys=True, default=repr)
 
+
+def same(a: Any, b: Any) -> bool:
+    """Equal as JSON values, types included (``1``, ``1.0`` and ``True`` differ, as they
+    do in the history); what comparing :func:`canonical` forms says, without encoding."""
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    if kind is str or kind is int or kind is bool or a is None:
+        return bool(a == b)
+    if kind is dict:
+        if a.keys() != b.keys():
+            return False
+        for key, value in a.items():
+            if not same(value, b[key]):
+                return False
+        return True
+    if kind is list:
+        if len(a) != len(b):
+            return False
+        for x, y in zip(a, b, strict=True):
+            if not same(x, y):
+                return False
+        return True
+    return bool(a == b) or a != a and b != b  # NaN matches NaN, as canonical() did
+
 # Written once per run.
 RUN_STARTED = "run_started"
 RUN_COMPLETED = "run_completed"
@@ -93,8 +118,7 @@ class Command:
         """
         if event.get("type") != self.event_type:
             return False
-        return all(canonical(event.get(key)) == canonical(value)
-                   for key, value in self._fields().items())
+        return all(same(event.get(key), value) for key, value in self._fields().items())
 
     def describe(self) -> str:
         return f"{self.event_type} #{self.seq}"

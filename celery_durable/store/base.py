@@ -117,8 +117,9 @@ class Commit:
     """What one replay writes: new events, and the index updates they imply."""
 
     events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    #: Seqs of steps whose message is about to be sent.
-    queued: list[int] = dataclasses.field(default_factory=list)
+    #: (seq, queue) of steps whose message is about to be sent to that queue; a queue of
+    #: "" marks the start of a child run instead.
+    queued: list[tuple[int, str]] = dataclasses.field(default_factory=list)
     #: The run's last event, if it ended.
     final: dict[str, Any] | None = None
     #: When the sweeper should check the run if nothing happens (None: leave as is).
@@ -277,11 +278,6 @@ class HistoryStore(abc.ABC):
     @abc.abstractmethod
     def worker_gone(self, worker_id: str) -> None:
         """The worker stopped on purpose."""
-
-    @abc.abstractmethod
-    def published(self, run_id: str, sent: list[tuple[int, str]]) -> None:
-        """The messages of these steps were sent, to these queues (their commit marked
-        them being published first)."""
 
     @abc.abstractmethod
     def watch(self, run_id: str, when: float) -> None:

@@ -9,11 +9,22 @@ from .. import codec
 from ..errors import CorruptHistory
 from .base import Loaded
 
+#: Entries replay ignores (informational), by how the engine writes them: a replay
+#: keeps their place and their text, and parses them not.
+_SKIPPED = ('{"type": "step_started"', '{"type": "step_retrying"')
 
-def decode(run_id: str, items: list[str], start: int) -> list[dict[str, Any]]:
-    """History entries from JSON; :class:`CorruptHistory` naming the first bad one."""
+
+def decode(run_id: str, items: list[str], start: int, replay: bool = False
+           ) -> list[dict[str, Any]]:
+    """History entries from JSON; :class:`CorruptHistory` naming the first bad one.
+
+    ``replay``: entries replay ignores come as ``{"type": ..., "raw": <text>}``.
+    """
     events = []
     for index, item in enumerate(items, start):
+        if replay and item.startswith(_SKIPPED):
+            events.append({"type": item[10:item.index('"', 10)], "raw": item})
+            continue
         try:
             event = codec.loads(item)
         except ValueError as exc:
@@ -32,6 +43,6 @@ def loaded(run_id: str, status: str, raw: list[str], created_at: Any, start: int
     if status != "running" or not raw and start == 0:
         return Loaded(status, [], str(created_at or ""), start, length)
     overlap = 1 if start > 0 else 0
-    events = decode(run_id, raw, start - overlap)
+    events = decode(run_id, raw, start - overlap, replay=True)
     before = events[0] if overlap and events else None
     return Loaded(status, events[overlap:], str(created_at or ""), start, length, before)

@@ -40,7 +40,7 @@ __all__ = ["RedisStore", "connect"]
 
 SCRIPTS = ("create", "load", "commit", "begin_step", "heartbeat", "record", "retry", "cancel",
            "claim_due", "release", "renew", "busy", "arm_timers", "claim_token", "release_token",
-           "deliver", "published", "unwatch", "received", "redrive", "child_started")
+           "deliver", "unwatch", "received", "redrive", "child_started")
 
 #: How long an answer to a held webhook request waits for its caller to read it.
 RESPONSE_TTL = 120
@@ -402,11 +402,6 @@ class RedisStore(RedisInboxes, HistoryStore):
                          [seq, worker_id, _ms(time.time())])
         if steps:
             batch.execute()
-
-    def published(self, run_id: str, sent: list[tuple[int, str]]) -> None:
-        if sent:
-            self._script("published", [self.keys.run(run_id).steps],
-                         [_ms(time.time()), *[part for pair in sent for part in pair]])
 
     def watch(self, run_id: str, when: float) -> None:
         # LT: never push back a nearer check that someone set meanwhile.

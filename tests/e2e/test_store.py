@@ -131,10 +131,10 @@ def test_a_commit_does_not_requeue_a_step_that_began_meanwhile(proj):
     keys = _fake_run(store, run_id, {"inflight:1": running_until, "inflight:2": "q:1"})
     store.client.set(keys.lease, "tok", px=10_000)
     try:
-        store.commit(run_id, "tok", Commit(queued=[1, 2]))
+        store.commit(run_id, "tok", Commit(queued=[(1, "q1"), (2, "q1")]))
         fields = store.step_fields(run_id)
         assert fields["inflight:1"] == running_until  # its copy will be skipped
-        assert fields["inflight:2"].startswith("p:")
+        assert fields["inflight:2"].startswith("q:") and fields["inflight:2"].endswith(":q1")
     finally:
         store.client.delete(*keys.all())
 

@@ -3,7 +3,8 @@
 -- ARGV[1] lease token  ARGV[2] now (ms)  ARGV[3] final status or ''
 -- ARGV[4] final event (JSON) or ''  ARGV[5] retention (s)
 -- ARGV[6] '1' to keep the lease (the events include deliveries to replay at once)
--- ARGV[7] marks (JSON): {"queued": [seq], "timers": [[seq, due ms]],
+-- ARGV[7] marks (JSON): {"queued": [[seq, queue or '' for a child run]],
+--         "timers": [[seq, due ms]],
 --         "inboxes": [[seq, "kind:token"]], "disposed": [seq]}
 -- ARGV[8 ..] events (JSON)
 -- Returns -1 if the lease is not ours (nothing written), 1 if released or ended, 0 if
@@ -14,13 +15,15 @@
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
 for i = 8, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
 local marks = cjson.decode(ARGV[7])
-for _, seq in ipairs(marks.queued or {}) do
+for _, queued in ipairs(marks.queued or {}) do
   -- A step re-dispatched as lost may have recorded its outcome, or begun, meanwhile:
   -- then its mark stays (a running deadline in the future keeps copies from running).
+  local seq, queue = queued[1], queued[2]
   local until_ms = running_until(redis.call('HGET', KEYS[4], inflight_field(seq)))
   if redis.call('HEXISTS', KEYS[4], 'done:' .. seq) == 0 and
      not (until_ms and until_ms > tonumber(ARGV[2])) then
-    redis.call('HSET', KEYS[4], inflight_field(seq), publishing_mark(ARGV[2]))
+    local mark = queue ~= '' and queued_mark(ARGV[2], queue) or publishing_mark(ARGV[2])
+    redis.call('HSET', KEYS[4], inflight_field(seq), mark)
   end
 end
 for _, timer in ipairs(marks.timers or {}) do
