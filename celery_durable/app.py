@@ -50,12 +50,13 @@ class Step(Generic[R]):
     """
 
     def __init__(self, durable: Durable, fn: Callable[..., Any], name: str,
-                 max_retries: float, task: Any) -> None:
+                 max_retries: float, task: Any, inline: bool = True) -> None:
         self.durable = durable
         self.fn = fn
         self.name = name
         self.max_retries = max_retries
         self.task = task
+        self.inline = inline
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
@@ -180,7 +181,8 @@ class Durable:
         """Register a step: an ordinary Celery task whose result is recorded once.
 
         Any Celery task option passes through (``queue``, ``rate_limit``,
-        ``time_limit``...); ``max_retries`` defaults to ``durable_default_max_retries``.
+        ``time_limit``...); ``max_retries`` defaults to ``durable_default_max_retries``;
+        ``inline=False`` keeps a worker from running it inline (always a message).
 
         >>> @durable.step(max_retries=5, queue="io")             # doctest: +SKIP
         ... async def fetch_user(user_id: str) -> dict: ...
@@ -190,6 +192,7 @@ class Durable:
         if not callable(fn):
             raise TypeError(f"@durable.step decorates a function, got {fn!r}")
         name = options.pop("name", None) or _qualified_name(fn)
+        inline = bool(options.pop("inline", True))
         if "max_retries" in options and options["max_retries"] is None:
             max_retries: float = math.inf  # Celery's None: retry for ever
         else:
@@ -206,7 +209,7 @@ class Durable:
                              "to one of them")
         task = register_step_task(self.app, lambda: self.runtime, name, fn, max_retries,
                                   options)
-        step: Step[Any] = Step(self, fn, name, max_retries, task)
+        step: Step[Any] = Step(self, fn, name, max_retries, task, inline)
         self.registry.add_step(step)
         return step
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import secrets
-import sys
 import time
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from . import codec
+from .children import Children
 from .engine import history as h
 from .engine.cache import InstanceCache
 from .engine.replay import Outcome, Replayer
@@ -32,6 +31,16 @@ from .timers import TimerPolicy
 logger = logging.getLogger("celery_durable.orchestrator")
 
 WorkflowFn = Callable[..., Coroutine[Any, Any, Any]]
+#: The run_started event's builder, where the bench and older code look for it.
+started_event = h.started_event
+
+
+class InlineSink(Protocol):
+    """Where a commit may hand its one next step instead of sending it (see inline.py)."""
+
+    def wants(self, command: h.StepCommand) -> bool: ...
+
+    def hand(self, run_id: str, command: h.StepCommand) -> None: ...
 
 
 class ErrorEncoder(Protocol):
@@ -45,34 +54,6 @@ class ErrorEncoder(Protocol):
 def new_token() -> str:
     """A fresh lease token (one per drive of a run)."""
     return uuid.uuid4().hex
-
-
-def started_event(workflow: str, args: list[Any], kwargs: dict[str, Any],
-                  at: float | None = None, parent: tuple[str, int, bool] | None = None
-                  ) -> dict[str, Any]:
-    """The ``run_started`` event: arguments plus what replay must reproduce (and, for a
-    child run, its parent: (run id, seq of the command, detached))."""
-    event = {"type": h.RUN_STARTED, "at": time.time() if at is None else at,
-             "workflow": workflow, "args": args, "kwargs": kwargs,
-             "seed": uuid.uuid4().int >> 64,
-             "secret": secrets.token_hex(32),
-             "python": f"{sys.version_info.major}.{sys.version_info.minor}",
-             "engine": h.ENGINE_VERSION}
-    if parent is not None:
-        event.update(parent=parent[0], parent_seq=parent[1], detached=parent[2])
-    return event
-
-
-def child_outcome(seq: int, final: dict[str, Any]) -> dict[str, Any]:
-    """The event a parent gets for its child's final event."""
-    kind = {h.RUN_COMPLETED: h.CHILD_COMPLETED, h.RUN_FAILED: h.CHILD_FAILED,
-            h.RUN_CANCELLED: h.CHILD_CANCELLED}[final["type"]]
-    event = {"type": kind, "seq": seq, "at": time.time()}
-    if kind == h.CHILD_COMPLETED:
-        event["result"] = final.get("result")
-    elif kind == h.CHILD_FAILED:
-        event["error"] = final.get("error")
-    return event
 
 
 @dataclasses.dataclass
@@ -90,8 +71,12 @@ class Orchestrator:
     block_deadline: float
     webhook_base_url: str
 
+    def __post_init__(self) -> None:
+        self.children = Children(self.store, self.dispatcher, self.lease)
+
     def record_and_continue(self, run_id: str, seq: int, event: dict[str, Any], *,
-                            timer_due: float | None = None) -> bool:
+                            timer_due: float | None = None,
+                            inline: InlineSink | None = None) -> bool:
         """Record command ``seq``'s outcome once; if the run's lease is free, continue
         the run here, in this process (saving a broker round trip).
 
@@ -105,7 +90,7 @@ class Orchestrator:
         recorded = self.store.record(run_id, seq, event, token, timer_due=timer_due,
                                      read_from=self.position(run_id))
         if recorded.recorded and recorded.leased and self.drive(
-                run_id, token, loaded=recorded.loaded) == "unknown-workflow":
+                run_id, token, loaded=recorded.loaded, inline=inline) == "unknown-workflow":
             self.dispatcher.wake(run_id)  # this worker lacks the workflow: hand it on
         return recorded.recorded
 
@@ -118,7 +103,19 @@ class Orchestrator:
         if isinstance(command, h.TimerCommand):
             self.dispatcher.send_timer(run_id, command.seq, command.due)
         elif isinstance(command, h.ChildCommand):
-            self._start_child(run_id, command)
+            self.children.start(run_id, command)
+        return None
+
+    @staticmethod
+    def _inline_choice(commands: list[h.Command], inline: InlineSink | None
+                       ) -> h.StepCommand | None:
+        """The one new step to hand to ``inline``: only when it is the only new step or
+        child (a fan-out goes through the broker, no branch favoured)."""
+        if inline is None:
+            return None
+        steps = [c for c in commands if isinstance(c, (h.StepCommand, h.ChildCommand))]
+        if len(steps) == 1 and isinstance(steps[0], h.StepCommand) and inline.wants(steps[0]):
+            return steps[0]
         return None
 
     def _queue_of(self, command: h.Command | None) -> str:
@@ -127,50 +124,13 @@ class Orchestrator:
             return self.dispatcher.queue_of(command.name)
         return ""
 
-    def _start_child(self, run_id: str, command: h.ChildCommand) -> None:
-        """Start the child run of ``command`` (idempotent); a child that has ended already
-        has its outcome delivered (the backstop for a parent that missed it)."""
-        child = h.child_run_id(run_id, command.seq)
-        started = started_event(command.workflow, command.args, command.kwargs,
-                                parent=(run_id, command.seq, command.detached))
-        existing = self.store.create_run(child, command.workflow, started,
-                                         watch_at=time.time() + self.lease)
-        if existing is None:
-            logger.info("run %s: child run %s of %s started", run_id, child, command.workflow)
-            self.dispatcher.wake(child)
-        else:
-            state = self.store.state(child)
-            if state is not None and not state.running and state.outcome \
-                    and not command.detached:
-                event = child_outcome(command.seq, state.outcome)
-                if self.store.record(run_id, command.seq, event, "").recorded:
-                    self.dispatcher.wake(run_id)
-        self.store.child_started(run_id, command.seq, command.detached)
-
-    def _after_final(self, run_id: str, replayer: Replayer, final: dict[str, Any]) -> None:
-        """A run ended: tell its parent, cancel its live children."""
-        started = replayer.started or {}
-        parent = started.get("parent")
-        if parent and not started.get("detached"):
-            event = child_outcome(int(started.get("parent_seq", 0)), final)
-            try:
-                if self.store.record(str(parent), event["seq"], event, "").recorded:
-                    self.dispatcher.wake(str(parent))
-            except Exception:  # noqa: BLE001 - the parent's sweeper delivers it later
-                logger.warning("run %s: could not tell parent %s it ended", run_id, parent,
-                               exc_info=True)
-        for child in self.store.live_children(run_id):
-            if self.store.request_cancel(child, {"type": h.CANCEL_REQUESTED,
-                                                 "at": time.time()}):
-                self.dispatcher.wake(child)
-
     def position(self, run_id: str) -> int:
         """Where this process's live instance of the run stands (0 without one): the
         history index to read from when this process takes the lease."""
         return self.cache.position(run_id)
 
     def drive(self, run_id: str, token: str | None = None, recover: bool = False,
-              loaded: Loaded | None = None) -> str:
+              loaded: Loaded | None = None, inline: InlineSink | None = None) -> str:
         """Advance ``run_id`` as far as its history allows; return what happened.
 
         With ``token`` the caller already holds the lease (it took it when it
@@ -220,13 +180,14 @@ class Orchestrator:
                     self.store.release(run_id, token)
                     return "unknown-workflow"
                 replayer.epoch = loaded.created_at
-            outcome = self._advance(run_id, token, replayer, loaded.events, recover)
+            outcome = self._advance(run_id, token, replayer, loaded.events, recover, inline)
             recover, loaded = False, None
             if outcome != "again":
                 return outcome
 
     def _advance(self, run_id: str, token: str, replayer: Replayer,
-                 events: list[dict[str, Any]], recover: bool) -> str:
+                 events: list[dict[str, Any]], recover: bool,
+                 inline: InlineSink | None = None) -> str:
         """Feed, commit, dispatch once; "again" when unseen outcomes arrived meanwhile."""
         renew = _LeaseRenewer(self.store, run_id, token, self.lease)
         final: dict[str, Any] | None = None
@@ -251,9 +212,12 @@ class Orchestrator:
         lost = []
         if recover and final is None:
             lost = self.store.check_inflight(run_id, now, self.dispatcher.queue_is_empty)[0]
+        inlined = self._inline_choice(commands, inline) if final is None and not lost \
+            else None
         # Steps are marked queued on the queue their message goes to, in the commit itself
-        # (a message that never gets there is found lost: see store/marks.py).
-        queued = [(c.seq, self._queue_of(c)) for c in commands
+        # (a message that never gets there is found lost: see store/marks.py); one run
+        # inline is marked being published, lost after a lease if it never begins.
+        queued = [(c.seq, "" if c is inlined else self._queue_of(c)) for c in commands
                   if isinstance(c, (h.StepCommand, h.ChildCommand))]
         queued += [(seq, self._queue_of(replayer.command(seq))) for seq in lost]
         commit = Commit(
@@ -277,7 +241,7 @@ class Orchestrator:
             return "lease-lost"
         if final is not None:  # nothing to send for a run that just ended
             replayer.discard()
-            self._after_final(run_id, replayer, final)
+            self.children.run_ended(run_id, replayer.started or {}, final)
             status = str(final["type"]).removeprefix("run_")
             logger.info("run %s %s", run_id, status)
             return status
@@ -285,6 +249,9 @@ class Orchestrator:
         for command in commands:
             if isinstance(command, h.TimerCommand) and command.seq not in armed:
                 continue  # the sweeper hands it to a message when it comes due
+            if command is inlined and inline is not None:
+                inline.hand(run_id, inlined)  # the caller runs it, no message
+                continue
             self.send(run_id, command)
         for seq in lost:
             lost_command = replayer.command(seq)

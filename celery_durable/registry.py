@@ -9,6 +9,10 @@ from typing import Any, Protocol
 class StepDefinition(Protocol):
     name: str
     task: Any
+    fn: Callable[..., Any]
+    max_retries: float
+    #: Whether a worker may run it inline (``@durable.step(inline=False)`` says no).
+    inline: bool
 
 
 class WorkflowDefinition(Protocol):

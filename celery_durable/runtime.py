@@ -26,7 +26,8 @@ from .engine import history as h
 from .engine.cache import InstanceCache
 from .error_codec import ErrorCodec
 from .errors import HookNotFound, RunConflictError, RunNotFound
-from .orchestrator import Orchestrator, started_event
+from .inline import inline_policy
+from .orchestrator import Orchestrator
 from .registry import Registry
 from .replay_check import export_record
 from .settings import Settings
@@ -84,10 +85,12 @@ class Runtime:
             timers=self.timer_policy, lease=s.step_lease,
             block_deadline=s.replay_block_deadline, webhook_base_url=s.webhook_base_url)
         self.timers = Timers(self.timer_policy, self.store, self.dispatcher, self.orchestrator)
-        self.steps = StepRunner(store=self.store, orchestrator=self.orchestrator,
-                                errors=self.errors, dispatcher=self.dispatcher,
-                                timers=self.timer_policy, lease=s.step_lease,
-                                max_lost=s.max_lost_attempts)
+        self.steps = StepRunner(
+            store=self.store, orchestrator=self.orchestrator, errors=self.errors,
+            dispatcher=self.dispatcher, timers=self.timer_policy, lease=s.step_lease,
+            max_lost=s.max_lost_attempts, inline_steps=s.inline_steps,
+            find_step=registry.steps.get,
+            accept_inline=inline_policy(app, registry.steps.get, self.dispatcher.queue_of))
 
     def __repr__(self) -> str:
         return f"<Runtime app={self.app.main!r} store={self.store!r}>"
@@ -110,7 +113,7 @@ class Runtime:
         check_arguments(workflow_name, workflow.fn, args, kwargs)
         plain_args, plain_kwargs = codec.normalize_call(f"workflow {workflow_name!r}",
                                                         tuple(args), kwargs)
-        event = started_event(workflow_name, plain_args, plain_kwargs)
+        event = h.started_event(workflow_name, plain_args, plain_kwargs)
         existing = self.store.create_run(run_id, workflow_name, event,
                                          watch_at=time.time() + self.settings.step_lease)
         if existing is not None and existing != workflow_name:

@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "durable_run_retention": 7 * 86400.0,
     "durable_default_max_retries": 3,
     "durable_max_lost_attempts": 3,
+    "durable_inline_steps": 10,
     "durable_step_lease": 30.0,
     "durable_timer_horizon": 300.0,
     "durable_queue_timeout": 3600.0,
@@ -88,6 +89,7 @@ class Settings:
     run_retention: float
     default_max_retries: int
     max_lost_attempts: int
+    inline_steps: int
     step_lease: float
     timer_horizon: float
     queue_timeout: float
@@ -137,6 +139,7 @@ class Settings:
                                        get("durable_default_max_retries")),
             max_lost_attempts=_count("durable_max_lost_attempts",
                                      get("durable_max_lost_attempts")),
+            inline_steps=_count("durable_inline_steps", get("durable_inline_steps")),
             step_lease=_seconds("durable_step_lease", get("durable_step_lease")),
             timer_horizon=_seconds("durable_timer_horizon", get("durable_timer_horizon")),
             queue_timeout=_seconds("durable_queue_timeout", get("durable_queue_timeout")),

@@ -28,6 +28,7 @@ from . import codec
 from .dispatch import STEP_HEADER
 from .engine import history as h
 from .errors import FatalError, RetryableError
+from .inline import InlineSlot, limited
 from .messages import Dispatcher
 from .orchestrator import ErrorEncoder, Orchestrator
 from .store.base import HistoryStore
@@ -132,8 +133,14 @@ class StepRunner:
 
     def __init__(self, *, store: HistoryStore, orchestrator: Orchestrator,
                  errors: ErrorEncoder, dispatcher: Dispatcher, timers: TimerPolicy,
-                 lease: float, max_lost: int) -> None:
+                 lease: float, max_lost: int, inline_steps: int = 0,
+                 find_step: Callable[[str], Any] | None = None,
+                 accept_inline: Callable[[h.StepCommand], bool] | None = None) -> None:
         self.store = store
+        #: At most this many steps run inline in one task (0: never).
+        self.inline_steps = inline_steps
+        self.find_step = find_step or (lambda name: None)
+        self.accept_inline = accept_inline
         self.max_lost = max_lost
         #: How long an outcome waits for an unreachable store (a Redis restart, a
         #: failover) before it is given up (the step then counts as lost, not failed).
@@ -156,13 +163,46 @@ class StepRunner:
             return run_coroutine(result) if inspect.iscoroutine(result) else result
         run_id, seq = str(marker[0]), int(marker[1])
         sent = (str(marker[3]), int(marker[2])) if len(marker) >= 4 else None
+        slot = self.inline_slot(task)
+        outcome = self._run(task, name, fn, max_retries, run_id, seq, args, kwargs, sent, slot)
+        self.run_inline(slot)
+        if outcome not in (h.STEP_COMPLETED, "skipped"):
+            # Logged with its traceback, and recorded: Celery must not report the attempt
+            # as "succeeded" (nor log it a second time as its own failure).
+            raise Ignore()
+        return None
+
+    def inline_slot(self, task: Any) -> InlineSlot | None:
+        """Room for the next steps this task may run itself (None: inlining is off, or
+        the task has a time limit of its own that they would count against)."""
+        if self.inline_steps <= 0 or self.accept_inline is None or limited(task.app, task):
+            return None
+        return InlineSlot(self.accept_inline, self.inline_steps)
+
+    def run_inline(self, slot: InlineSlot | None) -> None:
+        """Run the steps the orchestrator handed to ``slot``, one after the other."""
+        while slot is not None:
+            pending = slot.take()
+            if pending is None:
+                return
+            run_id, command = pending
+            step: Any = self.find_step(command.name)  # accepted: it is registered here
+            logger.info("run %s step #%d %s: runs inline", run_id, command.seq, command.name)
+            self._run(step.task, command.name, step.fn, step.max_retries, run_id, command.seq,
+                      tuple(command.args), dict(command.kwargs), None, slot)
+
+    def _run(self, task: Any, name: str, fn: Callable[..., Any], max_retries: float,
+             run_id: str, seq: int, args: tuple[Any, ...], kwargs: dict[str, Any],
+             sent: tuple[str, int] | None, slot: InlineSlot | None) -> str:
+        """Claim, run and record one attempt; returns the outcome's event type, or
+        "skipped" when this copy must not run."""
         claim = self._persist(run_id, seq, name, "beginning the step",
                               lambda: self.store.begin_step(run_id, seq,
                                                             time.time() + self.lease, sent))
         if not claim.run:
             logger.info("run %s step #%d %s: not running it (%s)", run_id, seq, name,
                         claim.status)
-            return None
+            return "skipped"
         meta = StepMetadata(run_id, f"{run_id}:{seq}", name, seq, claim.attempt)
         if claim.lost > self.max_lost:
             # Earlier attempts began and never finished: their worker died (OOM kill,
@@ -175,7 +215,7 @@ class StepRunner:
             logger.error("run %s step #%d %s: failed: %s", run_id, seq, name, lost)
             self._finish(meta, {"type": h.STEP_FAILED, "seq": seq, "at": time.time(),
                                 "attempt": claim.attempt, "error": self.errors.encode(lost)})
-            raise Ignore()
+            return h.STEP_FAILED
         logger.debug("run %s step #%d %s: attempt %d", run_id, seq, name, claim.attempt)
         reset = _current_step.set(meta)
         self.heartbeat.add(run_id, seq)
@@ -189,14 +229,10 @@ class StepRunner:
             if event["type"] == h.STEP_RETRYING:
                 self._schedule_retry(meta, event, args, kwargs)
             else:
-                self._finish(meta, event)
+                self._finish(meta, event, slot)
         finally:
             self.heartbeat.remove(run_id, seq)
-        if event["type"] != h.STEP_COMPLETED:
-            # Logged above with its traceback, and recorded: Celery must not report the
-            # attempt as "succeeded" (nor log it a second time as its own failure).
-            raise Ignore()
-        return None
+        return str(event["type"])
 
     def _persist(self, run_id: str, seq: int, name: str, what: str,
                  call: Callable[[], Any]) -> Any:
@@ -216,11 +252,13 @@ class StepRunner:
                 time.sleep(delay)
                 delay = min(2 * delay, 5.0)
 
-    def _finish(self, meta: StepMetadata, event: dict[str, Any]) -> None:
-        """Record the outcome once and, if the run's lease is free, continue the run here."""
+    def _finish(self, meta: StepMetadata, event: dict[str, Any],
+                slot: InlineSlot | None = None) -> None:
+        """Record the outcome once and, if the run's lease is free, continue the run here
+        (``slot``: the next step may be handed back to run inline)."""
         if not self._persist(meta.run_id, meta.seq, meta.name, "recording its outcome",
                              lambda: self.orchestrator.record_and_continue(
-                                 meta.run_id, meta.seq, event)):
+                                 meta.run_id, meta.seq, event, inline=slot)):
             logger.info("run %s step #%d %s: outcome already recorded; this one is dropped",
                         meta.run_id, meta.seq, meta.name)
 

@@ -25,11 +25,17 @@ STEP_TASK_DEFAULTS = {"acks_late": True, "reject_on_worker_lost": True, "ignore_
 def register_run_tasks(app: Celery, runtime: RuntimeGetter) -> tuple[Any, Any]:
     """Register ``celery_durable.orchestrate`` and ``celery_durable.fire_timer``."""
 
-    @app.task(name=ORCHESTRATE_TASK, acks_late=True, ignore_result=True, shared=False)
-    def orchestrate(run_id: str, recover: bool = False) -> str:
+    @app.task(name=ORCHESTRATE_TASK, acks_late=True, ignore_result=True, shared=False,
+              bind=True)
+    def orchestrate(self: Any, run_id: str, recover: bool = False) -> str:
         """Continue a durable run (celery_durable's orchestrator)."""
-        orchestrator = runtime().orchestrator
-        return orchestrator.recover(run_id) if recover else orchestrator.drive(run_id)
+        parts = runtime()
+        if recover:
+            return parts.orchestrator.recover(run_id)
+        slot = parts.steps.inline_slot(self)  # its first step may run right here
+        outcome = parts.orchestrator.drive(run_id, inline=slot)
+        parts.steps.run_inline(slot)
+        return outcome
 
     @app.task(name=FIRE_TIMER_TASK, acks_late=True, ignore_result=True, shared=False)
     def fire_timer(run_id: str, seq: int, due: float = 0.0) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from celery_durable.orchestrator import started_event
+from celery_durable.engine.history import started_event
 from celery_durable.store.base import Commit
 from celery_durable.store.connect import connect
 from celery_durable.store.redis import RedisStore

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
+import sys
+import time
+import uuid
 from typing import Any
 
 
@@ -314,3 +318,19 @@ def redriven_positions(events: list[dict[str, Any]]) -> set[int]:
     """Every position a ``run_redriven`` event of this history voided."""
     return {int(i) for e in events if e.get("type") == RUN_REDRIVEN
             for i in e.get("voided", [])}
+
+
+def started_event(workflow: str, args: list[Any], kwargs: dict[str, Any],
+                  at: float | None = None, parent: tuple[str, int, bool] | None = None
+                  ) -> dict[str, Any]:
+    """The ``run_started`` event: arguments plus what replay must reproduce (and, for a
+    child run, its parent: (run id, seq of the command, detached))."""
+    event = {"type": RUN_STARTED, "at": time.time() if at is None else at,
+             "workflow": workflow, "args": args, "kwargs": kwargs,
+             "seed": uuid.uuid4().int >> 64,
+             "secret": secrets.token_hex(32),
+             "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+             "engine": ENGINE_VERSION}
+    if parent is not None:
+        event.update(parent=parent[0], parent_seq=parent[1], detached=parent[2])
+    return event

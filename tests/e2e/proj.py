@@ -58,6 +58,7 @@ app.conf.update(
     durable_replay_block_deadline=float(os.environ.get("DURABLE_TEST_BLOCK_DEADLINE", "2")),
     durable_max_lost_attempts=int(os.environ.get("DURABLE_TEST_MAX_LOST", "3")),
     durable_cache_size=int(os.environ.get("DURABLE_TEST_CACHE", "1000")),
+    durable_inline_steps=int(os.environ.get("DURABLE_TEST_INLINE", "10")),
     broker_connection_retry_on_startup=True,
     worker_prefetch_multiplier=int(os.environ.get("DURABLE_TEST_PREFETCH", "1")),
     worker_hijack_root_logger=False,
@@ -93,6 +94,16 @@ def add(a: int, b: int) -> int:
 
 @durable.step
 def noop(i: int) -> int:
+    return i
+
+
+@durable.step(inline=False)
+def noop_sent(i: int) -> int:
+    return i
+
+
+@durable.step(rate_limit="1000/s")
+def noop_limited(i: int) -> int:
     return i
 
 
@@ -177,6 +188,14 @@ async def sequential(n: int) -> int:
     total = 0
     for i in range(n):
         total += await noop(i)
+    return total
+
+
+@durable.workflow
+async def sequential_never_inline(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += await noop_sent(i) + await noop_limited(i)
     return total
 
 

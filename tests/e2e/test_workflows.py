@@ -275,3 +275,32 @@ def test_a_retry_beyond_the_timer_horizon_holds_no_message(proj, start_worker):
     waited = result_of(run, worker)
     assert waited >= 0.5
     assert "is due again (a long retry" in worker.log.read_text()
+
+
+def test_the_next_step_runs_inline_on_the_worker_that_continues_the_run(proj, shared_worker):
+    """No message for a step the continuing worker runs itself; a budget (10 steps) sends
+    the run back through the broker; fan-outs and inline=False steps are always sent."""
+    import re
+
+    from celery_durable.dispatch import step_task_id
+
+    run = proj.sequential.start(25)
+    assert run.result(timeout=60) == sum(range(25))
+    fanned = proj.fan_out.start(3)
+    assert fanned.result(timeout=30) == 3
+
+    def inline_seqs(run_id: str) -> set[int]:
+        return {int(m) for m in re.findall(rf"run {run_id} step #(\d+) \S+: runs inline",
+                                           shared_worker.log.read_text())}
+
+    def received(run_id: str, seq: int) -> bool:
+        return f"[{step_task_id(run_id, seq)}] received" in shared_worker.log.read_text()
+
+    seqs = inline_seqs(run.id)
+    assert 10 <= len(seqs) < 25  # most of them, and the budget sent some through
+    assert all(not received(run.id, seq) for seq in seqs)
+    assert all(received(run.id, seq) for seq in set(range(1, 26)) - seqs)
+    assert inline_seqs(fanned.id) == set()  # a gather's steps are all sent
+    never = proj.sequential_never_inline.start(3)  # inline=False, and a rate_limit
+    assert never.result(timeout=30) == 6
+    assert inline_seqs(never.id) == set()

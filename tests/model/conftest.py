@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import e2e_env, proj  # noqa: F401 - fixtures used here
+from tests.support.shared_workers import stop_shared_workers
 
 FIGURES: list[str] = []
 
@@ -51,11 +52,7 @@ def stop_e2e_shared_worker(request: pytest.FixtureRequest) -> None:
     """If e2e tests ran earlier in this session, their shared worker (which does not
     load the model module) consumes the same queues: stop it, as ``start_worker`` does.
     It starts again when a later test asks for it."""
-    manager = getattr(request, "_fixturemanager", None)
-    for fixturedef in getattr(manager, "_arg2fixturedefs", {}).get("_shared", []):
-        cached = getattr(fixturedef, "cached_result", None)
-        if cached and hasattr(cached[0], "stop"):
-            cached[0].stop()
+    stop_shared_workers()
 
 
 @pytest.fixture(scope="module")

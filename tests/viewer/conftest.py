@@ -9,7 +9,6 @@ same queues, so :func:`stop_shared_workers` stops it before this folder's worker
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,25 +23,9 @@ from tests.e2e.conftest import (  # noqa: F401 - fixtures used by this folder's 
     scratch,
     web_base,
 )
+from tests.support.shared_workers import stop_shared_workers
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def stop_shared_workers() -> int:
-    """Stop the shared worker of every folder that has one (they do not load this
-    folder's workflows, and would take their messages); each starts again when a later
-    test asks for it. Returns how many were running.
-
-    Found by class name among live objects: each folder that imports the e2e fixtures
-    holds its own ``SharedWorker`` (pytest imports ``tests/e2e/conftest.py`` as a module
-    of another name than ``tests.e2e.conftest``), and pytest's fixture registry is not
-    public (its layout changed in pytest 9).
-    """
-    running = [obj for obj in gc.get_objects()
-               if type(obj).__name__ == "SharedWorker" and getattr(obj, "worker", None)]
-    for shared in running:
-        shared.stop()
-    return len(running)
 
 
 @pytest.fixture(scope="module")
