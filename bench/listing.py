@@ -7,7 +7,7 @@ median of ``--repeat`` reads. A page costs per row it returns, not per run store
 ratio ``--runs``/1,000 (both pages full) is the one to read; 10 runs give shorter
 pages. Deletes only its keys.
 
-    .venv/bin/python bench/listing.py [--runs 100000] [--limit 50] [--repeat 21]
+    .venv/bin/python bench/listing.py [--runs 100000] [--limit 50] [--repeat 21] [--redis-url U]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -26,7 +27,11 @@ if str(ROOT) not in sys.path:
 
 import redis  # noqa: E402
 
-from celery_durable.devstack import delete_matching, find_or_start_redis  # noqa: E402
+from celery_durable.devstack import (  # noqa: E402
+    RedisHandle,
+    delete_matching,
+    find_or_start_redis,
+)
 from celery_durable.orchestrator import started_event  # noqa: E402
 from celery_durable.store.base import Commit  # noqa: E402
 from celery_durable.store.connect import connect  # noqa: E402
@@ -63,36 +68,62 @@ def first_page_ms(store: RedisStore, status: str | None, workflow: str | None, l
     return statistics.median(times), rows
 
 
+FILTERS = [(None, None), ("running", None), ("completed", None), (None, WORKFLOWS[0]),
+           ("completed", WORKFLOWS[1])]
+
+
+def measure(url: str, runs: int, limit: int = 50, repeat: int = 21) -> dict[str, Any]:
+    """Fill three prefixes (10, 1,000, ``runs`` runs) on ``url``, time the first pages,
+    delete the prefixes; prints the table and returns its figures."""
+    tag = f"bench-listing-{uuid.uuid4().hex[:8]}"
+    sizes = (10, 1000, runs)
+    stores = {size: RedisStore(connect(url), prefix=f"{tag}-{size}", lease=30,
+                               retention=3600, timer_horizon=300, queue_timeout=3600,
+                               timer_grace=2) for size in sizes}
+    rows: list[dict[str, Any]] = []
+    populate_s: dict[int, float] = {}
+    try:
+        for size, store in stores.items():
+            populate_s[size] = populate(store, size)
+            print(f"writing {size} runs: {populate_s[size]:.1f}s", flush=True)
+        print(f"\n{'first page of':<44}{'10 runs':>10}{'1000 runs':>11}"
+              f"{f'{runs} runs':>13}{'ratio':>8}")
+        for status, workflow in FILTERS:
+            times = [first_page_ms(stores[size], status, workflow, limit, repeat)
+                     for size in sizes]
+            label = f"status={status or '*'} workflow={workflow or '*'}"
+            cells = "".join(f"{ms:>7.2f}ms{f'/{rows}':<4}" for ms, rows in times)
+            print(f"{label:<44}{cells}{times[2][0] / times[1][0]:>6.2f}x")
+            rows.append({"filter": label, "ms": [t[0] for t in times],
+                         "rows": [t[1] for t in times], "ratio": times[2][0] / times[1][0]})
+        print("(ms/rows returned; ratio: the big store against 1000 runs, both pages full)")
+    finally:
+        client = redis.Redis.from_url(url)
+        deleted = delete_matching(client, f"{tag}*")
+        client.close()
+        print(f"deleted {deleted} keys under {tag}")
+    big = statistics.median(r["ms"][2] for r in rows)
+    mid = statistics.median(r["ms"][1] for r in rows)
+    summary = (f"first page ({limit} rows), median over {len(rows)} filters: {big:.2f} ms at "
+               f"{runs} runs vs {mid:.2f} ms at 1000 runs ({big / mid:.2f}x; worst filter "
+               f"{max(r['ratio'] for r in rows):.2f}x)")
+    return {"runs": runs, "limit": limit, "repeat": repeat, "populate_s": populate_s,
+            "rows": rows, "median_ms_big": big, "median_ms_1000": mid, "summary": summary}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--limit", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=21)
+    parser.add_argument("--redis-url", help="use this Redis (default: as the tests find one)")
     args = parser.parse_args(argv)
-    handle = find_or_start_redis()
-    tag = f"bench-listing-{uuid.uuid4().hex[:8]}"
-    stores = {size: RedisStore(connect(handle.url), prefix=f"{tag}-{size}", lease=30,
-                               retention=3600, timer_horizon=300, queue_timeout=3600,
-                               timer_grace=2) for size in (10, 1000, args.runs)}
-    print(f"redis {handle.url} ({'private' if handle.owned else 'shared'}), prefix {tag}")
+    handle = RedisHandle(url=args.redis_url, owned=False) if args.redis_url \
+        else find_or_start_redis()
+    print(f"redis {handle.url} ({'private' if handle.owned else 'shared'})")
     try:
-        for size, store in stores.items():
-            print(f"writing {size} runs: {populate(store, size):.1f}s", flush=True)
-        filters = [(None, None), ("running", None), ("completed", None),
-                   (None, WORKFLOWS[0]), ("completed", WORKFLOWS[1])]
-        print(f"\n{'first page of':<44}{'10 runs':>10}{'1000 runs':>11}"
-              f"{f'{args.runs} runs':>13}{'ratio':>8}")
-        for status, workflow in filters:
-            times = [first_page_ms(stores[size], status, workflow, args.limit, args.repeat)
-                     for size in (10, 1000, args.runs)]
-            label = f"status={status or '*'} workflow={workflow or '*'}"
-            cells = "".join(f"{ms:>7.2f}ms{f'/{rows}':<4}" for ms, rows in times)
-            print(f"{label:<44}{cells}{times[2][0] / times[1][0]:>6.2f}x")
-        print("(ms/rows returned; ratio: the big store against 1000 runs, both pages full)")
+        print(measure(handle.url, args.runs, args.limit, args.repeat)["summary"])
     finally:
-        client = redis.Redis.from_url(handle.url)
-        deleted = delete_matching(client, f"{tag}*")
-        print(f"\ndeleted {deleted} keys under {tag}")
         if handle.owned:
             handle.close()
     return 0

@@ -1,8 +1,8 @@
-"""Benchmark: durable sleeps on one real worker.
+"""Benchmark: durable sleeps on one real worker (case 6 of ``bench/run.py``, and alone).
 
-Starts one real ``celery worker`` subprocess (prefork, concurrency 2) on a Redis
-found like ``bench/run.py`` finds it, with a key prefix and queue unique to this
-invocation, then measures:
+Starts one real ``celery worker`` subprocess (prefork, concurrency 2, prefetch 1) on the
+bench's Redis (a private ``redis-server`` unless ``--redis-url``), with a key prefix and
+queue unique to this invocation, then measures:
 
 1. firing lateness: ``--timers`` runs of ``timed_sleep(d)``, ``d`` spread evenly
    over 1-5 s. Per run: lateness = ``at`` of ``timer_fired`` - ``due`` of
@@ -13,6 +13,9 @@ invocation, then measures:
    kombu's ``unacked`` hash / ``unacked_index`` and the queue length, the worker's
    RSS (main process + pool children) before, right after, and ``--settle`` s
    later, and the Redis memory those runs take.
+3. the baseline (``--eta``, first, on a worker and queue of its own): as many Celery ETA tasks
+   (``noop_task.apply_async(countdown=86400)``), waited for until the worker holds
+   every one unacked; the same RSS and Redis memory figures.
 
 Only this invocation's keys are deleted afterwards (its prefix, its queue, its
 entries in kombu's shared ``unacked`` hash); a shared Redis is never flushed.
@@ -22,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import threading
@@ -37,43 +39,24 @@ if str(ROOT) not in sys.path:
 
 import redis  # noqa: E402
 
-from bench.run import start_bench  # noqa: E402
-from celery_durable.devstack import WorkerProcess  # noqa: E402
+from bench.harness import (  # noqa: E402
+    Worker,
+    cleanup,
+    import_proj,
+    new_tag,
+    open_redis,
+    round_trip_probe,
+    start_worker,
+    tree_rss_kb,
+)
 
 UNACKED, UNACKED_INDEX = "unacked", "unacked_index"  # kombu's Redis transport defaults
 
 
-# -- measuring helpers ------------------------------------------------------------------
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants (from /proc/<pid>/task/*/children)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as fh:
-                    todo += [int(c) for c in fh.read().split()]
-        except OSError:
-            pass
-    return out
-
-
-def rss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
+# -- measuring helpers (tests/soak uses queue_length, unacked_ours, worker_rss) ----------------
 def worker_rss(pid: int) -> tuple[int, list[int]]:
     """(total RSS in KiB of the worker and its children, RSS of each process)."""
-    each = [rss_kb(p) for p in process_tree(pid)]
-    return sum(each), each
+    return tree_rss_kb(pid)
 
 
 def queue_names(tag: str) -> list[str]:
@@ -96,8 +79,9 @@ def unacked_ours(client: redis.Redis, tag: str) -> dict[str, list[str]]:
         if routing_key != tag:
             continue
         headers = message.get("headers") or {}
-        ours[delivery_tag.decode()] = [str(headers.get("task")), str(headers.get("argsrepr")),
-                                       str(headers.get("eta"))]
+        key = delivery_tag.decode() if isinstance(delivery_tag, bytes) else str(delivery_tag)
+        ours[key] = [str(headers.get("task")), str(headers.get("argsrepr")),
+                     str(headers.get("eta"))]
     return ours
 
 
@@ -123,7 +107,11 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f}"
 
 
-# -- the two measurements ------------------------------------------------------------------
+def mib(kib: float) -> str:
+    return f"{kib / 1024:.1f}"
+
+
+# -- 1. firing lateness ---------------------------------------------------------------------
 def firing_lateness(proj: Any, count: int, timeout: float) -> bool:
     """Part 1; returns True if all went well (no early firing, no error)."""
     store = proj.durable.runtime.store
@@ -175,117 +163,160 @@ def firing_lateness(proj: Any, count: int, timeout: float) -> bool:
     return not errors and early == 0 and len(lateness) == count
 
 
-def day_sleeps(proj: Any, client: redis.Redis, worker: WorkerProcess, tag: str, count: int,
-               deadline_s: float, settle_s: float) -> bool:
-    """Part 2; returns True if every run got its timer scheduled in time."""
-    store = proj.durable.runtime.store
-    pid = worker.process.pid
+# -- 2. and 3. many sleepers --------------------------------------------------------------------
+def snapshot(client: redis.Redis, worker: Worker, tag: str, store: Any = None
+             ) -> dict[str, Any]:
+    rss, each = worker_rss(worker.pid)
+    keys, key_bytes = our_key_bytes(client, tag)
+    due, armed = store.timer_counts() if store is not None else (0, 0)
+    return {"rss_kb": rss, "each_kb": each, "due": due, "armed": armed, "keys": keys,
+            "key_bytes": key_bytes, "used_memory": int(client.info("memory")["used_memory"]),
+            "unacked_all": int(client.hlen(UNACKED)), "unacked_ours": len(unacked_ours(
+                client, tag)), "queue": queue_length(client, tag)}
 
-    def snapshot() -> dict[str, Any]:
-        rss, each = worker_rss(pid)
-        due, armed = store.timer_counts()
-        keys, key_bytes = our_key_bytes(client, tag)
-        ours = unacked_ours(client, tag)
-        return {"rss": rss, "each": each, "due": due, "armed": armed, "keys": keys,
-                "key_bytes": key_bytes, "used": int(client.info("memory")["used_memory"]),
-                "unacked_all": int(client.hlen(UNACKED)),
-                "index_all": int(client.zcard(UNACKED_INDEX)), "unacked_ours": ours,
-                "queue": queue_length(client, tag),
-                "watch": int(client.zcard(store.keys.watch))}
 
-    def show(name: str, s: dict[str, Any]) -> None:
-        print(f"  {name:<22} worker RSS {s['rss'] / 1024:7.1f} MiB "
-              f"({' + '.join(f'{k / 1024:.1f}' for k in s['each'])}); "
-              f"timers due/armed {s['due']}/{s['armed']}; queue {s['queue']}; "
-              f"unacked ours {len(s['unacked_ours'])} (hash {s['unacked_all']}, "
-              f"index {s['index_all']} in all); watch {s['watch']}")
+def show(name: str, s: dict[str, Any]) -> None:
+    print(f"  {name:<16} worker RSS {mib(s['rss_kb']):>6} MiB "
+          f"({' + '.join(mib(k) for k in s['each_kb'])}); timers due/armed "
+          f"{s['due']}/{s['armed']}; queue {s['queue']}; unacked ours {s['unacked_ours']} "
+          f"(hash {s['unacked_all']} in all)", flush=True)
 
-    before = snapshot()
+
+def many_sleepers(kind: str, start: Any, ready: Any, client: redis.Redis, worker: Worker,
+                  tag: str, count: int, deadline_s: float, settle_s: float,
+                  store: Any = None) -> dict[str, Any]:
+    """Start ``count`` sleepers with ``start()``; wait until ``ready()`` says how many are
+    in place (all of them, or the deadline); the figures before, after and settled."""
+    before = snapshot(client, worker, tag, store)
     t0 = time.monotonic()
     for _ in range(count):
-        proj.day_sleep.start()
+        start()
     t_started = time.monotonic() - t0
-    last_print = time.monotonic()
-    ok = True
+    last_print, placed, error = time.monotonic(), 0, None
     while True:
-        due, armed = store.timer_counts()
-        if due + armed >= count:
+        placed = ready()
+        if placed >= count:
             break
         if time.monotonic() - t0 > deadline_s:
-            print(f"  not all scheduled after {deadline_s:.0f}s: {due}+{armed} of {count}")
-            ok = False
+            error = f"only {placed} of {count} in place after {deadline_s:.0f}s"
             break
-        if not worker.alive():
-            print(f"  worker died:\n{worker.tail()}")
-            return False
+        if not worker.process.alive():
+            error = f"worker died:\n{worker.process.tail()}"
+            break
         if time.monotonic() - last_print > 15:
-            print(f"  ... {due} of {count} scheduled after {time.monotonic() - t0:.0f}s",
+            print(f"  ... {placed} of {count} in place after {time.monotonic() - t0:.0f}s",
                   flush=True)
             last_print = time.monotonic()
-        time.sleep(0.1)
-    t_scheduled = time.monotonic() - t0
-    after = snapshot()
+        time.sleep(0.2)
+    t_placed = time.monotonic() - t0
+    after = snapshot(client, worker, tag, store)
     time.sleep(settle_s)
-    later = snapshot()
-
-    print(f"\n[2] day-long sleeps, {count} runs of day_sleep() (sleep('1 day'))")
-    print(f"  start() loop {t_started:.1f}s ({count / t_started:.0f}/s); all {count} "
-          f"timer_scheduled after {t_scheduled:.1f}s ({count / t_scheduled:.0f} runs/s)")
-    show("before sleepers", before)
-    show("all scheduled", after)
+    later = snapshot(client, worker, tag, store)
+    used = after["used_memory"] - before["used_memory"]
+    key_bytes = after["key_bytes"] - before["key_bytes"]
+    print(f"\n[{kind}] {count} sleepers: start loop {t_started:.1f}s, all in place after "
+          f"{t_placed:.1f}s ({count / t_placed:.0f}/s)" + (f"  [{error}]" if error else ""))
+    show("before", before)
+    show("all in place", after)
     show(f"+{settle_s:.0f}s", later)
-    grown = (later["rss"] - after["rss"]) / 1024
-    print(f"  worker RSS: +{(after['rss'] - before['rss']) / 1024:.1f} MiB for the {count} "
-          f"runs, then {grown:+.1f} MiB over {settle_s:.0f}s")
-    per_run = (after["key_bytes"] - before["key_bytes"]) / count
-    print(f"  Redis, this prefix: {after['keys'] - before['keys']} keys, "
-          f"{(after['key_bytes'] - before['key_bytes']) / 1e6:.2f} MB by MEMORY USAGE "
-          f"({per_run:.0f} B/run); INFO used_memory "
-          f"{(after['used'] - before['used']) / 1e6:+.2f} MB "
-          f"({(after['used'] - before['used']) / count:.0f} B/run; shared server, noisy)")
-    for name, s in (("all scheduled", after), (f"+{settle_s:.0f}s", later)):
-        for delivery_tag, what in list(s["unacked_ours"].items())[:5]:
-            print(f"  unacked at {name}: {delivery_tag} {what}")
-    return ok
+    print(f"  Redis: INFO used_memory {used / 1e6:+.2f} MB ({used / count:.0f} B/run); "
+          f"this prefix by MEMORY USAGE {after['keys'] - before['keys']} keys, "
+          f"{key_bytes / 1e6:.2f} MB ({key_bytes / count:.0f} B/run)", flush=True)
+    return {"count": count, "start_s": t_started, "placed_s": t_placed, "error": error,
+            "before": before, "after": after, "later": later, "settle_s": settle_s,
+            "used_bytes_per_run": used / count, "key_bytes_per_run": key_bytes / count,
+            "rss_growth_kb": after["rss_kb"] - before["rss_kb"],
+            "rss_settled_growth_kb": later["rss_kb"] - before["rss_kb"]}
+
+
+def day_sleeps(proj: Any, client: redis.Redis, worker: Worker, tag: str, count: int,
+               deadline_s: float, settle_s: float) -> dict[str, Any]:
+    """Part 2: ``count`` runs of ``day_sleep()``, until all have their timer scheduled."""
+    store = proj.durable.runtime.store
+    due0, armed0 = store.timer_counts()
+
+    def ready() -> int:
+        due, armed = store.timer_counts()
+        return int(due + armed - due0 - armed0)
+
+    return many_sleepers("durable day_sleep", proj.day_sleep.start, ready, client, worker, tag,
+                         count, deadline_s, settle_s, store)
+
+
+def eta_sleeps(proj: Any, client: redis.Redis, worker: Worker, tag: str, count: int,
+               deadline_s: float, settle_s: float) -> dict[str, Any]:
+    """Part 3: ``count`` Celery ETA tasks a day away, until the worker holds them all.
+    ``tag`` is that worker's own (queue and prefix): its sweeper never sees the durable
+    sleepers, so its memory is the ETA tasks' alone."""
+    def start() -> None:
+        proj.noop_task.apply_async((0,), countdown=86400, queue=tag)
+
+    return many_sleepers("Celery countdown=1 day", start,
+                         lambda: len(unacked_ours(client, tag)), client, worker, tag, count,
+                         deadline_s, settle_s)
+
+
+def drop_unacked(client: redis.Redis, tag: str) -> int:
+    """A worker stopped warmly puts its unacked messages back; drop any it left."""
+    leftovers = unacked_ours(client, tag)
+    if leftovers:
+        client.hdel(UNACKED, *leftovers)
+        client.zrem(UNACKED_INDEX, *leftovers)
+    return len(leftovers)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timers", type=int, default=100, help="runs sleeping 1-5 s")
     parser.add_argument("--sleepers", type=int, default=10000, help="runs sleeping one day")
+    parser.add_argument("--eta", action=argparse.BooleanOptionalAction, default=True,
+                        help="also the baseline: as many Celery ETA tasks (fresh worker)")
     parser.add_argument("--settle", type=float, default=30.0,
                         help="seconds between the two memory samples after scheduling")
     parser.add_argument("--deadline", type=float, default=1800.0,
                         help="seconds the sleepers may take to be scheduled")
+    parser.add_argument("--redis-url", help="use this Redis (default: a private redis-server)")
     args = parser.parse_args(argv)
 
-    bench = start_bench("durable-sleeps-")
-    proj, client, worker, tag, log = bench.proj, bench.client, bench.worker, bench.tag, bench.log
-    ok = False
-    leftovers: dict[str, list[str]] = {}
+    handle, line = open_redis(args.redis_url)
+    print(line)
+    tag = new_tag("bench-sleeps")
+    client = redis.Redis.from_url(handle.url)
+    proj = import_proj(handle.url, tag)
+    ok, deleted = True, 0
     try:
-        print(f"worker ready after {bench.wait_ready():.1f}s (pid {worker.process.pid})",
-              flush=True)
-        ok = firing_lateness(proj, args.timers, timeout=60.0)
-        ours = unacked_ours(client, tag)
-        print(f"  after part 1: unacked ours {len(ours)}, queue {queue_length(client, tag)}")
-        if args.sleepers:
-            ok = day_sleeps(proj, client, worker, tag, args.sleepers, args.deadline,
-                            args.settle) and ok
+        for part in ("eta", "durable"):
+            if part == "eta" and not (args.eta and args.sleepers):
+                continue
+            wtag = f"{tag}-eta" if part == "eta" else tag  # cleaned with tag (a prefix)
+            worker = start_worker(handle.url, wtag, f"sleeps-{part}",
+                                  extra_env={"BENCH_RESULT_TAG": tag},
+                                  probe=round_trip_probe(proj, wtag))
+            print(f"{part} worker ready (pid {worker.pid}, log {worker.log})", flush=True)
+            try:
+                if part == "durable":
+                    ok = firing_lateness(proj, args.timers, timeout=60.0) if args.timers else ok
+                    if args.sleepers:
+                        r = day_sleeps(proj, client, worker, tag, args.sleepers, args.deadline,
+                                       args.settle)
+                        ok = ok and r["error"] is None
+                else:
+                    r = eta_sleeps(proj, client, worker, wtag, args.sleepers, args.deadline,
+                                   args.settle)
+                    ok = ok and r["error"] is None
+            finally:
+                worker.stop()
+                problems = worker.process.problems()
+                if problems:
+                    print(f"\nworker log ({worker.log}) problem lines:\n" + "\n".join(problems))
     finally:
-        worker.stop()
-        # A worker stopped warmly puts its unacked messages back; drop any it left.
-        leftovers = unacked_ours(client, tag)
-        if leftovers:
-            client.hdel(UNACKED, *leftovers)
-            client.zrem(UNACKED_INDEX, *leftovers)
-        deleted = bench.close()
-    problems = worker.problems()
-    if problems:
-        print(f"\nworker log ({log}) problem lines:")
-        print("\n".join(problems))
-    print(f"\ndeleted {deleted} keys under {tag}"
-          + (f", {len(leftovers)} of its unacked entries" if leftovers else ""))
+        drop_unacked(client, tag)
+        drop_unacked(client, f"{tag}-eta")
+        deleted = cleanup(client, tag)
+        client.close()
+        if handle.owned:
+            handle.close()
+    print(f"\ndeleted {deleted} keys under {tag}")
     return 0 if ok else 1
 
 

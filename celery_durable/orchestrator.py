@@ -266,9 +266,11 @@ class Orchestrator:
         self.cache.put(replayer)
         return "waiting" if released else "again"
 
-    def recover(self, run_id: str) -> str:
-        """The sweeper's check of a run it watches: drive it if work was lost or events
-        wait unseen, else check again when the next in-flight step could be lost."""
+    def triage(self, run_id: str) -> str:
+        """The sweeper's look at a run it watches, done where the sweeper runs (no
+        message, no replay): ``"drive"`` when work was lost or events wait unseen, so a
+        worker must replay it; else it schedules the next look (``"waiting"``), stops
+        watching (``"idle"``), or gives the status of a run that ended."""
         now = time.time()
         lost, next_due = self.store.check_inflight(run_id, now, self.dispatcher.queue_is_empty)
         state = self.store.state(run_id)
@@ -276,15 +278,20 @@ class Orchestrator:
             self.store.unwatch_if_idle(run_id)
             return state.status if state is not None else "missing"
         if lost or state.dirty or state.replaying:
-            outcome = self.drive(run_id, recover=True)
-            if outcome != "busy" and next_due is None:
-                self.store.unwatch_if_idle(run_id)
-            return outcome
+            return "drive"
         if next_due is not None:
             self.store.watch(run_id, next_due + 0.05)  # just after it could be lost
             return "waiting"
         self.store.unwatch_if_idle(run_id)
         return "idle"
+
+    def recover(self, run_id: str) -> str:
+        """Drive a run the sweeper found lost work or unseen events in (the
+        ``orchestrate(recover=True)`` message), re-sending what was lost."""
+        outcome = self.drive(run_id, recover=True)
+        if outcome != "busy" and self.store.check_inflight(run_id, time.time())[1] is None:
+            self.store.unwatch_if_idle(run_id)
+        return outcome
 
     def _tokens(self, run_id: str, replayer: Replayer, commands: list[h.Command],
                 commit: Commit, now: float) -> None:

@@ -37,17 +37,27 @@ class Sweeper:
         self.runtime = runtime
 
     def sweep_once(self, limit: int = 100) -> list[str]:
-        """Arm timers coming due, and send a check to each run whose watch time passed
-        (lost steps, crashed replays). Returns the ids of the runs it checks."""
+        """Arm timers coming due, and look at each run whose watch time passed: one
+        with lost steps, a crashed replay or unseen events is sent to a worker to drive.
+        Returns the ids of the runs it sent."""
         runtime = self.runtime
         now = time.time()
         runtime.timers.arm_due(now)
         runtime.store.trim_ended(now)
-        due_runs = runtime.store.claim_due_runs(now, now + runtime.settings.step_lease, limit)
+        lease = runtime.settings.step_lease
+        due_runs = runtime.store.claim_due_runs(now, now + lease, limit)
+        driven = []
         for run_id in due_runs:
-            logger.info("run %s: checking for lost work", run_id)
-            runtime.dispatcher.wake(run_id, recover=True)
-        return due_runs
+            # Looked at here, without a message: only a run that needs a replay gets one,
+            # and one at a time (a check waiting behind a backlog is not sent again
+            # before ten leases), so checks never pile up in a long queue.
+            if runtime.orchestrator.triage(run_id) != "drive":
+                continue
+            if runtime.store.claim_check(run_id, now, stale_after=10 * lease):
+                logger.info("run %s: lost work or unseen events; sending it to a worker", run_id)
+                runtime.dispatcher.wake(run_id, recover=True)
+                driven.append(run_id)
+        return driven
 
 
 def _runtime_of(app: Any) -> Runtime | None:

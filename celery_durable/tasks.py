@@ -31,6 +31,7 @@ def register_run_tasks(app: Celery, runtime: RuntimeGetter) -> tuple[Any, Any]:
         """Continue a durable run (celery_durable's orchestrator)."""
         parts = runtime()
         if recover:
+            parts.store.check_done(run_id)  # the sweeper may send another from now on
             return parts.orchestrator.recover(run_id)
         slot = parts.steps.inline_slot(self)  # its first step may run right here
         outcome = parts.orchestrator.drive(run_id, inline=slot)

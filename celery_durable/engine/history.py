@@ -141,6 +141,10 @@ class StepCommand(Command):
     def _fields(self) -> dict[str, Any]:
         return {"name": self.name, "args": self.args, "kwargs": self.kwargs}
 
+    def matches(self, event: dict[str, Any]) -> bool:  # the hot one: no dict built
+        return (event.get("type") == STEP_SCHEDULED and event.get("name") == self.name
+                and same(event.get("args"), self.args) and same(event.get("kwargs"), self.kwargs))
+
     def describe(self) -> str:
         return f"step {self.name}(args={self.args!r}, kwargs={self.kwargs!r}) at #{self.seq}"
 

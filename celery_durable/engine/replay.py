@@ -90,8 +90,11 @@ class Replayer:
         self.voided = set(voided or ())
         #: Patches this run took (recorded markers, and markers emitted now).
         self._patches: set[str] = set()
-        #: The highest command position the history holds (seen in any feed so far).
+        #: The highest command position the history holds (among the events applied).
         self._recorded_max = 0
+        #: The events of the feed() under way, and the index of the one being applied.
+        self._feeding: list[dict[str, Any]] = []
+        self._feed_index = 0
         self._new_markers: list[h.PatchMarker] = []
         self.outcome: Outcome | None = None
         self._block_deadline = block_deadline
@@ -124,24 +127,23 @@ class Replayer:
         lease there). Raises :class:`NonDeterminismError` when the workflow's
         commands and the history disagree; the instance must then be discarded.
         """
-        events = list(events)
-        # Look ahead over what this feed holds: patched() must know whether the history
-        # goes on past the point the code reaches, before those events are applied.
-        for event in events:
-            kind = event.get("type")
-            if kind == h.PATCH_MARKED:
-                self._patches.add(str(event.get("patch")))
-            elif kind in h.COMMAND_EVENTS and event.get("seq") is not None:
-                self._recorded_max = max(self._recorded_max, int(event["seq"]))
-        for event in events:
-            if self.position not in self.voided:
-                self._apply(event)
+        events = events if isinstance(events, list) else list(events)
+        # patched() looks ahead over what this feed holds (rarely: computed when asked).
+        self._feeding = events
+        voided = self.voided
+        apply = self._apply
+        for index, event in enumerate(events):
+            self._feed_index = index
+            if not voided or self.position not in voided:
+                apply(event)
             self.position += 1
             self.last_event = event
             if self._divergence is not None:
+                self._feeding = []
                 raise self._divergence
             if tick is not None and self.position % 256 == 0:
                 tick()
+        self._feeding = []
         if self._recorded and self._divergence is None and self._main is not None:
             seq = min(self._recorded)
             state = "ended" if self._main.done() else "is waiting"
@@ -152,12 +154,14 @@ class Replayer:
 
     def _apply(self, event: dict[str, Any]) -> None:
         kind = event["type"]
-        if kind == h.RUN_STARTED:
-            self._start(event)
+        if kind in h.DELIVERY_EVENTS:
+            self._deliver(event)
         elif kind in h.COMMAND_EVENTS:
             self._match_recorded(event)
-        elif kind in h.DELIVERY_EVENTS:
-            self._deliver(event)
+        elif kind == h.RUN_STARTED:
+            self._start(event)
+        elif kind == h.PATCH_MARKED:
+            self._patches.add(str(event.get("patch")))
         # Informational and end events change nothing in the workflow.
 
     def _start(self, event: dict[str, Any]) -> None:
@@ -185,6 +189,8 @@ class Replayer:
 
     def _match_recorded(self, event: dict[str, Any]) -> None:
         seq = int(event["seq"])
+        if seq > self._recorded_max:
+            self._recorded_max = seq
         command = self._emitted.get(seq)
         if command is None:
             self._recorded[seq] = event  # emitted later in this replay, matched then
@@ -278,6 +284,14 @@ class Replayer:
         where the history was recorded without it (commands at or after this point)."""
         if patch in self._patches:
             return True
+        # The rest of what is being fed: a marker, or commands at or after this point.
+        for event in self._feeding[self._feed_index + 1:]:
+            kind = event.get("type")
+            if kind == h.PATCH_MARKED and event.get("patch") == patch:
+                self._patches.add(patch)
+                return True
+            if kind in h.COMMAND_EVENTS and int(event.get("seq") or 0) >= self._next_seq:
+                return False
         if self._recorded_max >= self._next_seq or self._discarded:
             return False
         self._patches.add(patch)

@@ -288,6 +288,15 @@ class HistoryStore(abc.ABC):
         """Runs whose watch time passed; each is pushed to ``next_check`` (claimed)."""
 
     @abc.abstractmethod
+    def claim_check(self, run_id: str, now: float, stale_after: float) -> bool:
+        """Note that a recovery check is on its way to a worker; False (nothing changed)
+        when one sent less than ``stale_after`` seconds ago has not run yet."""
+
+    @abc.abstractmethod
+    def check_done(self, run_id: str) -> None:
+        """The run's recovery check is running: another may be sent."""
+
+    @abc.abstractmethod
     def claim_tokens(self, run_id: str, claims: list[TokenClaim], takeover: str = ""
                      ) -> list[tuple[TokenClaim, str]]:
         """Map tokens to this run; returns (claim, holder run) for those another run holds.

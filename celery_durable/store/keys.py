@@ -39,6 +39,9 @@ key                                         type    holds
 ``<prefix>:runs:ended``                     zset    ``<status>/<workflow>/<run>`` → end time
                                                     (ms): what the retention sweep unlists
                                                     (see :mod:`.run_index`)
+``<prefix>:checks``                         zset    run id → when a recovery check was sent
+                                                    to a worker (ms), until it runs: at most
+                                                    one on its way per run
 ``<prefix>:consumed``                       zset    queue name → the latest send time (ms) of
                                                     a step message from it that began: an
                                                     older message of that queue still marked
@@ -98,6 +101,7 @@ class KeySchema:
         self.watch = f"{prefix}:watch"
         self.runs = f"{prefix}:runs"
         self.consumed = f"{prefix}:consumed"
+        self.checks = f"{prefix}:checks"
         self.timers_due = f"{prefix}:{{timers}}:due"
         self.timers_armed = f"{prefix}:{{timers}}:armed"
 

@@ -34,13 +34,14 @@ from .connect import connect
 from .decode import decode, loaded
 from .keys import KeySchema
 from .redis_inboxes import RedisInboxes
+from .redis_watch import RedisWatch
 from .run_index import RunIndex, RunSummary
 
 __all__ = ["RedisStore", "connect"]
 
 SCRIPTS = ("create", "load", "commit", "begin_step", "heartbeat", "record", "retry", "cancel",
            "claim_due", "release", "renew", "busy", "arm_timers", "claim_token", "release_token",
-           "deliver", "unwatch", "received", "redrive", "child_started")
+           "deliver", "unwatch", "received", "redrive", "child_started", "claim_check")
 
 #: How long an answer to a held webhook request waits for its caller to read it.
 RESPONSE_TTL = 120
@@ -62,7 +63,7 @@ def _due_ms(due: float) -> int:
     return int(round(due * 1000))
 
 
-class RedisStore(RedisInboxes, HistoryStore):
+class RedisStore(RedisInboxes, RedisWatch, HistoryStore):
     """:class:`~.base.HistoryStore` on a redis-py client (strings decoded).
 
     The timings come from the settings (:class:`~celery_durable.settings.Settings`
@@ -402,24 +403,6 @@ class RedisStore(RedisInboxes, HistoryStore):
                          [seq, worker_id, _ms(time.time())])
         if steps:
             batch.execute()
-
-    def watch(self, run_id: str, when: float) -> None:
-        # LT: never push back a nearer check that someone set meanwhile.
-        self.client.zadd(self.keys.watch, {run_id: _ms(when)}, lt=True)
-
-    def claim_due_runs(self, now: float, next_check: float, limit: int) -> list[str]:
-        return list(self._script("claim_due", [self.keys.watch],
-                                 [_ms(now), _ms(next_check), limit]))
-
-    def unwatch_if_idle(self, run_id: str) -> bool:
-        k = self.keys.run(run_id)
-        # Push the entry on, look, and remove it only if nobody touched it meanwhile: an
-        # outcome recorded in between moves it, and dying in between leaves it.
-        mark = _ms(time.time() + self.lease)
-        self.client.zadd(self.keys.watch, {run_id: mark})
-        if self._script("busy", [k.state, k.lease, k.steps], []):
-            return False
-        return bool(self._script("unwatch", [self.keys.watch], [run_id, mark]))
 
     # -- the run listing ------------------------------------------------------------
     def list_runs(self, status: str | None = None, workflow: str | None = None,

@@ -575,3 +575,9 @@ async def parent_detaches(x: int) -> str:
 @durable.workflow
 async def parent_of_killed_child(name: str) -> str:
     return await kill_me(name)
+
+
+@durable.workflow
+async def two_slow(i: int) -> str:
+    first = await slow_echo(str(i), 0.05)
+    return first + await slow_echo("+", 0.05)
