@@ -37,6 +37,11 @@ def durable_sequential(proj: Any, n: int, timeout: float) -> Run:
                          f"sequential({n})")
 
 
+def durable_sequential_sent(proj: Any, n: int, timeout: float) -> Run:
+    return lambda: check(proj.sequential_sent.start(n).result(timeout=timeout), sum(range(n)),
+                         f"sequential_sent({n})")
+
+
 def canvas_chain(proj: Any, n: int, timeout: float) -> Run:
     from celery import chain
 

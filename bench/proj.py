@@ -64,6 +64,20 @@ async def sequential(n: int) -> int:
     return total
 
 
+@durable.step(inline=False)
+def noop_sent(i: int) -> int:
+    """``noop`` that always goes through the broker (the default path, no inlining)."""
+    return i
+
+
+@durable.workflow
+async def sequential_sent(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += await noop_sent(i)
+    return total
+
+
 @durable.workflow
 async def fan_out(n: int) -> int:
     results = await asyncio.gather(*(noop(i) for i in range(n)))

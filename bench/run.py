@@ -3,7 +3,8 @@
 On the bench's Redis (a private ``redis-server`` unless ``--redis-url``) and real
 ``celery worker`` subprocesses on ``bench/proj.py`` (prefork, ``-c 2``, prefetch 1):
 
-1. ``sequential(100)`` vs a ``chain`` of 100: wall and worker CPU per step;
+1. ``sequential(100)`` vs a ``chain`` of 100: wall and worker CPU per step, with inline
+   continuation (the default) and without (``inline=False`` steps: every step a message);
 2. ``fan_out(500)`` (``asyncio.gather``) vs a ``group`` of 500: wall, CPU per step;
 3. 1,000 concurrent ``three_steps`` runs vs 1,000 ``chain``\\ s of 3: runs/s, CPU per run;
 4. Redis commands (``INFO commandstats``) and round trips (``bench/rtt.py``) per step;
@@ -109,6 +110,7 @@ def canvas_cases(ctx: Ctx) -> None:
         print(f"\nworker A ready (pid {worker.pid}, log {worker.log})", flush=True)
         for name, fn in (("sequential(10)", cases.durable_sequential(proj, 10, t)),
                          ("chain(10)", cases.canvas_chain(proj, 10, t)),
+                         ("sequential_sent(10)", cases.durable_sequential_sent(proj, 10, t)),
                          ("fan_out(10)", cases.durable_gather(proj, 10, t)),
                          ("group(10)", cases.canvas_group(proj, 10, t)),
                          ("3-step runs x10", cases.durable_throughput(proj, 10, t)),
@@ -120,6 +122,10 @@ def canvas_cases(ctx: Ctx) -> None:
         plan = [
             ("1", f"1 sequential {a.steps}", a.pairs, a.steps,
              cases.durable_sequential(proj, a.steps, t), cases.canvas_chain(proj, a.steps, t),
+             f"chain of {a.steps} noop_task", "wall/step ms", "worker CPU/step ms", False),
+            ("1", f"1b sequential {a.steps}, no inline", a.pairs, a.steps,
+             cases.durable_sequential_sent(proj, a.steps, t),
+             cases.canvas_chain(proj, a.steps, t),
              f"chain of {a.steps} noop_task", "wall/step ms", "worker CPU/step ms", False),
             ("2", f"2 gather {a.fanout}", a.pairs, a.fanout,
              cases.durable_gather(proj, a.fanout, t), cases.canvas_group(proj, a.fanout, t),
@@ -140,7 +146,7 @@ def canvas_cases(ctx: Ctx) -> None:
             samples = cases.compare(label, dfn, cfn, worker, store_cpu, pairs)
             rows, figures = cases.rows_for(label, samples, per, versus, wm, cm, thr)
             ctx.rows += rows
-            ctx.data[f"case{key}"] = figures
+            ctx.data[f"case{label.split()[0]}"] = figures
             if any(f["error"] for f in figures.values()):
                 ctx.failed.append(label)
     finally:

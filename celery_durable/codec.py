@@ -54,6 +54,11 @@ def _first_unencodable(value: Any) -> Any:
     return value
 
 
+#: Types JSON returns unchanged (exact types: a subclass, such as an ``IntEnum``, comes
+#: back as its base and takes the round trip).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def normalize_call(what: str, args: tuple[Any, ...], kwargs: dict[str, Any]
                    ) -> tuple[list[Any], dict[str, Any]]:
     """Check a step call's arguments and return them as JSON will give them back.
@@ -63,6 +68,11 @@ def normalize_call(what: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     >>> normalize_call("step 'proj.add'", (1, (2, 3)), {})
     ([1, [2, 3]], {})
     """
+    if all(type(a) in _SCALARS for a in args) and all(
+            type(k) is str and type(v) in _SCALARS for k, v in kwargs.items()):
+        # JSON gives these back as they are: skip the round trip (a replay makes one
+        # call per step it passes).
+        return list(args), dict(kwargs)
     try:
         plain_args, plain_kwargs = loads(dumps([list(args), kwargs]))
         return plain_args, plain_kwargs
