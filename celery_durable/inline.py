@@ -21,6 +21,7 @@ from typing import Any
 from celery import Celery, signals
 
 from .engine import history as h
+from .store.base import StepClaim
 
 #: What each worker consumes, captured at worker_init (before pool processes fork).
 _CONSUMED: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
@@ -59,7 +60,7 @@ class InlineSlot:
         self._accept = accept
         self.left = steps
         self.deadline = time.monotonic() + seconds
-        self.pending: tuple[str, h.StepCommand] | None = None
+        self.pending: tuple[str, h.StepCommand, StepClaim] | None = None
         self.ran = 0
 
     def __repr__(self) -> str:
@@ -69,11 +70,12 @@ class InlineSlot:
         return (self.pending is None and self.left > 0
                 and time.monotonic() < self.deadline and self._accept(command))
 
-    def hand(self, run_id: str, command: h.StepCommand) -> None:
-        self.pending = (run_id, command)
+    def hand(self, run_id: str, command: h.StepCommand, claim: StepClaim) -> None:
+        """Take the step a commit began (``claim``) for this task to run next."""
+        self.pending = (run_id, command, claim)
         self.left -= 1
 
-    def take(self) -> tuple[str, h.StepCommand] | None:
+    def take(self) -> tuple[str, h.StepCommand, StepClaim] | None:
         pending, self.pending = self.pending, None
         if pending is not None:
             self.ran += 1

@@ -25,7 +25,7 @@ from .engine.cache import InstanceCache
 from .engine.replay import Outcome, Replayer
 from .errors import CorruptHistory, LeaseLost, NonDeterminismError, WorkflowBlockedError
 from .messages import Dispatcher
-from .store.base import Commit, HistoryStore, Loaded, TokenClaim
+from .store.base import Commit, HistoryStore, Loaded, StepClaim, TokenClaim
 from .timers import TimerPolicy
 
 logger = logging.getLogger("celery_durable.orchestrator")
@@ -40,7 +40,7 @@ class InlineSink(Protocol):
 
     def wants(self, command: h.StepCommand) -> bool: ...
 
-    def hand(self, run_id: str, command: h.StepCommand) -> None: ...
+    def hand(self, run_id: str, command: h.StepCommand, claim: StepClaim) -> None: ...
 
 
 class ErrorEncoder(Protocol):
@@ -215,14 +215,16 @@ class Orchestrator:
         inlined = self._inline_choice(commands, inline) if final is None and not lost \
             else None
         # Steps are marked queued on the queue their message goes to, in the commit itself
-        # (a message that never gets there is found lost: see store/marks.py); one run
-        # inline is marked being published, lost after a lease if it never begins.
-        queued = [(c.seq, "" if c is inlined else self._queue_of(c)) for c in commands
-                  if isinstance(c, (h.StepCommand, h.ChildCommand))]
+        # (a message that never gets there is found lost: see store/marks.py); the one run
+        # inline is begun by the commit (its first attempt, running until a lease from
+        # now: lost like any running step if this process dies before it ends).
+        queued = [(c.seq, self._queue_of(c)) for c in commands
+                  if isinstance(c, (h.StepCommand, h.ChildCommand)) and c is not inlined]
         queued += [(seq, self._queue_of(replayer.command(seq))) for seq in lost]
+        begin = None if inlined is None else (inlined.seq, now + self.lease)
         commit = Commit(
             events=[command.to_event(now) for command in commands], queued=queued, final=final,
-            watch_at=now + self.lease if queued else None,
+            watch_at=now + self.lease if queued or begin else None, begin=begin,
             # One decision per timer: armed ones get their ETA message right after the
             # commit; the others wait in the index for the sweeper.
             timers=self.timers.plan(commands, now))
@@ -234,7 +236,7 @@ class Orchestrator:
                 if isinstance(command, h.ChildCommand) and command.detached:
                     self.send(run_id, command)
         try:
-            released = self.store.commit(run_id, token, commit)
+            committed = self.store.commit(run_id, token, commit)
         except LeaseLost as exc:
             logger.warning("%s", exc)
             replayer.discard()
@@ -250,7 +252,8 @@ class Orchestrator:
             if isinstance(command, h.TimerCommand) and command.seq not in armed:
                 continue  # the sweeper hands it to a message when it comes due
             if command is inlined and inline is not None:
-                inline.hand(run_id, inlined)  # the caller runs it, no message
+                if committed.begun is not None:
+                    inline.hand(run_id, inlined, committed.begun)  # no message: run here
                 continue
             self.send(run_id, command)
         for seq in lost:
@@ -259,12 +262,12 @@ class Orchestrator:
                 logger.warning("run %s: step #%d is due again (a long retry, or its worker or "
                                "message was lost); sending it", run_id, seq)
                 self.send(run_id, lost_command)
-        if released and not replayer.pending_steps():
+        if committed.released and not replayer.pending_steps():
             # It waits only on the outside world (a sleep, a webhook): nothing of it can be
             # lost, so the sweeper need not look. Whatever wakes it re-adds it.
             self.store.unwatch_if_idle(run_id)
         self.cache.put(replayer)
-        return "waiting" if released else "again"
+        return "waiting" if committed.released else "again"
 
     def triage(self, run_id: str) -> str:
         """The sweeper's look at a run it watches, done where the sweeper runs (no

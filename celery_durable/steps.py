@@ -31,7 +31,7 @@ from .errors import FatalError, RetryableError
 from .inline import InlineSlot, limited
 from .messages import Dispatcher
 from .orchestrator import ErrorEncoder, Orchestrator
-from .store.base import HistoryStore
+from .store.base import HistoryStore, StepClaim
 from .timers import TimerPolicy
 
 logger = logging.getLogger("celery_durable.steps")
@@ -185,20 +185,24 @@ class StepRunner:
             pending = slot.take()
             if pending is None:
                 return
-            run_id, command = pending
+            run_id, command, claim = pending
             step: Any = self.find_step(command.name)  # accepted: it is registered here
             logger.info("run %s step #%d %s: runs inline", run_id, command.seq, command.name)
             self._run(step.task, command.name, step.fn, step.max_retries, run_id, command.seq,
-                      tuple(command.args), dict(command.kwargs), None, slot)
+                      tuple(command.args), dict(command.kwargs), None, slot, claim)
 
     def _run(self, task: Any, name: str, fn: Callable[..., Any], max_retries: float,
              run_id: str, seq: int, args: tuple[Any, ...], kwargs: dict[str, Any],
-             sent: tuple[str, int] | None, slot: InlineSlot | None) -> str:
-        """Claim, run and record one attempt; returns the outcome's event type, or
-        "skipped" when this copy must not run."""
-        claim = self._persist(run_id, seq, name, "beginning the step",
-                              lambda: self.store.begin_step(run_id, seq,
-                                                            time.time() + self.lease, sent))
+             sent: tuple[str, int] | None, slot: InlineSlot | None,
+             claim: StepClaim | None = None) -> str:
+        """Claim (unless the commit that scheduled it began it: ``claim``), run and
+        record one attempt; returns the outcome's event type, or "skipped" when this
+        copy must not run."""
+        if claim is None:
+            claim = self._persist(run_id, seq, name, "beginning the step",
+                                  lambda: self.store.begin_step(run_id, seq,
+                                                                time.time() + self.lease,
+                                                                sent))
         if not claim.run:
             logger.info("run %s step #%d %s: not running it (%s)", run_id, seq, name,
                         claim.status)

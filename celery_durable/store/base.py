@@ -134,6 +134,20 @@ class Commit:
     responses: list[tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=list)
     #: Keep the lease: the events hold deliveries the caller replays at once.
     keep_lease: bool = False
+    #: (seq, running deadline) of the one new step the caller runs itself at once
+    #: (inline continuation): the commit begins it as ``begin_step`` would.
+    begin: tuple[int, float] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Committed:
+    """What a commit did: whether the lease was released, and the step it began."""
+
+    #: False: outcomes the caller has not seen arrived meanwhile; it keeps the lease.
+    released: bool
+    #: The claim on :attr:`Commit.begin`'s step (None when none was asked for, or its
+    #: outcome was somehow recorded already).
+    begun: StepClaim | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,11 +183,12 @@ class HistoryStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def commit(self, run_id: str, token: str, commit: Commit) -> bool:
+    def commit(self, run_id: str, token: str, commit: Commit) -> Committed:
         """Append a replay's events; release the lease unless new events wait.
 
-        Returns True when the lease was released (or the run ended), False when
-        the caller still holds it because events arrived it has not seen.
+        ``released`` is True when the lease was released (or the run ended), False
+        when the caller still holds it because events arrived it has not seen;
+        ``begun`` is the claim on ``commit.begin``'s step, begun in the same write.
         Raises :class:`~celery_durable.errors.LeaseLost` if the lease is gone.
         """
 

@@ -22,6 +22,7 @@ from ..errors import CorruptHistory, LeaseLost
 from . import marks
 from .base import (
     Commit,
+    Committed,
     HistoryStore,
     Loaded,
     Recorded,
@@ -131,13 +132,15 @@ class RedisStore(RedisInboxes, RedisWatch, HistoryStore):
         status, raw, created_at, *length = reply
         return loaded(run_id, status, raw, created_at, start, int(length[0]) if length else 0)
 
-    def commit(self, run_id: str, token: str, commit: Commit) -> bool:
+    def commit(self, run_id: str, token: str, commit: Commit) -> Committed:
         k = self.keys.run(run_id)
         final = commit.final
         marks = {"queued": commit.queued,
                  "timers": [[seq, _due_ms(due)] for seq, due, _ in commit.timers],
                  "inboxes": [[seq, f"{kind}:{tok}"] for seq, kind, tok in commit.inboxes],
-                 "disposed": [seq for seq, _ in commit.disposed]}
+                 "disposed": [seq for seq, _ in commit.disposed],
+                 "begin": [] if commit.begin is None else
+                 [commit.begin[0], _ms(commit.begin[1]), repr(time.time())]}
         args: list[Any] = [token, _ms(time.time()),
                            final["type"].removeprefix("run_") if final else "",
                            codec.dumps(final) if final else "", int(self.retention),
@@ -155,7 +158,7 @@ class RedisStore(RedisInboxes, RedisWatch, HistoryStore):
                 batch.call("zadd", self.keys.timers_due, {member: _due_ms(due)})
         if final is None and commit.watch_at is not None:
             batch.call("zadd", self.keys.watch, {run_id: _ms(commit.watch_at)})
-        result = batch.script("commit", k.all(), args).execute()[-1]
+        result, attempt = batch.script("commit", k.all(), args).execute()[-1]
         if result == -1:
             raise LeaseLost(f"run {run_id!r}: this replay's lease expired before its commit; "
                             "its work is dropped and the run is replayed again")
@@ -169,7 +172,8 @@ class RedisStore(RedisInboxes, RedisWatch, HistoryStore):
             self._after_end(run_id, after)
         if after.ops:
             after.execute()
-        return bool(result)
+        begun = StepClaim(True, int(attempt), "running", 0) if attempt else None
+        return Committed(bool(result), begun)
 
     def _after_end(self, run_id: str, batch: Batch) -> None:
         """Unindex an ended run: its watch entry, pending timers and live tokens; list it

@@ -8,8 +8,11 @@
 -- another copy of it is running right now (a redelivered message, not a lost attempt).
 local status = redis.call('HGET', KEYS[2], 'status')
 if status ~= 'running' then return {0, 0, status or 'missing', 0} end
-if redis.call('HEXISTS', KEYS[3], 'done:' .. ARGV[1]) == 1 then return {0, 0, 'done', 0} end
-local mark = redis.call('HGET', KEYS[3], inflight_field(ARGV[1]))
+local field = inflight_field(ARGV[1])
+-- One read of the step's fields: its outcome, its mark, its recorded failures.
+local step = redis.call('HMGET', KEYS[3], 'done:' .. ARGV[1], field, 'failed:' .. ARGV[1])
+if step[1] then return {0, 0, 'done', 0} end
+local mark = step[2]
 if not mark then return {0, 0, 'unknown', 0} end
 local until_ms = running_until(mark)
 if until_ms and until_ms > tonumber(ARGV[4]) then return {0, 0, 'running', 0} end
@@ -17,7 +20,7 @@ if until_ms and until_ms > tonumber(ARGV[4]) then return {0, 0, 'running', 0} en
 local retry_ms = retry_at(mark)
 if retry_ms and retry_ms - 1000 > tonumber(ARGV[4]) then return {0, 0, 'retry-pending', 0} end
 local attempt = redis.call('HINCRBY', KEYS[3], 'attempt:' .. ARGV[1], 1)
-redis.call('HSET', KEYS[3], inflight_field(ARGV[1]), ARGV[2])
+redis.call('HSET', KEYS[3], field, ARGV[2])
 redis.call('RPUSH', KEYS[1], '{"type": "step_started", "seq": ' .. ARGV[1] ..
   ', "attempt": ' .. attempt .. ', "at": ' .. ARGV[3] .. '}')
-return {1, attempt, status, tonumber(redis.call('HGET', KEYS[3], 'failed:' .. ARGV[1]) or '0')}
+return {1, attempt, status, tonumber(step[3] or '0')}
