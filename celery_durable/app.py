@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar, overload
 from celery import Celery
 
 from . import codec
+from .dispatch import routing_options
 from .engine.context import current_context
 from .engine.primitives import call_child, call_step, start_detached
 from .registry import Registry
@@ -69,12 +70,14 @@ class Step(Generic[R]):
         return call_step(self.name, plain_args, plain_kwargs)
 
     def delay(self, *args: Any, **kwargs: Any) -> Any:
-        """Send the step as a plain Celery task (outside any run)."""
-        return self.task.delay(*args, **kwargs)
+        """Send the step as a plain Celery task (outside any run), routed by its own
+        ``queue``/``priority``... options."""
+        return self.apply_async(args, kwargs)
 
-    def apply_async(self, *args: Any, **kwargs: Any) -> Any:
-        """Send the step as a plain Celery task (outside any run)."""
-        return self.task.apply_async(*args, **kwargs)
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        """Send the step as a plain Celery task (outside any run); ``options`` as for
+        Celery's ``apply_async``, over the step's own routing options."""
+        return self.task.apply_async(args, kwargs, **{**routing_options(self.task), **options})
 
 
 class Workflow(Generic[R]):
@@ -181,7 +184,8 @@ class Durable:
         """Register a step: an ordinary Celery task whose result is recorded once.
 
         Any Celery task option passes through (``queue``, ``rate_limit``,
-        ``time_limit``...); ``max_retries`` defaults to ``durable_default_max_retries``;
+        ``time_limit``...; routing options such as ``queue`` and ``priority`` travel with
+        each message rather than as task attributes); ``max_retries`` defaults to ``durable_default_max_retries``;
         ``inline=False`` keeps a worker from running it inline (always a message).
 
         >>> @durable.step(max_retries=5, queue="io")             # doctest: +SKIP

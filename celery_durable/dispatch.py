@@ -24,6 +24,12 @@ STEP_HEADER = "durable"
 _TASK_ID_NAMESPACE = uuid.UUID("6f1c1c56-3f0e-4a43-9d0c-6f8a0c5e2d11")
 
 
+def routing_options(task: Any) -> dict[str, Any]:
+    """A step task's own routing options (``queue``, ``priority``...), which its
+    messages are sent with: Celery 6 ignores them as task attributes."""
+    return dict(getattr(task, "durable_routing", None) or {})
+
+
 def step_task_id(run_id: str, seq: int) -> str:
     """The deterministic Celery task id of command ``seq`` of ``run_id`` (step or timer)."""
     return str(uuid.uuid5(_TASK_ID_NAMESPACE, f"{run_id}/{seq}"))
@@ -54,8 +60,9 @@ class CeleryDispatcher:
         routes, else ``task_default_queue``."""
         default = str(self.app.conf.task_default_queue or "celery")
         task = self.find_task(name)
-        if task is not None and getattr(task, "queue", None):
-            return str(task.queue)
+        own = routing_options(task).get("queue") or getattr(task, "queue", None)
+        if own:
+            return str(getattr(own, "name", own))
         try:
             queue = self.app.amqp.router.route({}, name).get("queue")
         except Exception:  # noqa: BLE001 - a routing setting we cannot evaluate here
@@ -83,7 +90,7 @@ class CeleryDispatcher:
             options["countdown"] = countdown
         task = self.find_task(name)
         if task is not None:
-            task.apply_async(args=args, kwargs=kwargs, **options)
+            task.apply_async(args=args, kwargs=kwargs, **routing_options(task), **options)
         else:  # a step this process did not import: route it by name
             self.app.send_task(name, args=args, kwargs=kwargs, **options)
         return queue

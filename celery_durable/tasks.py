@@ -21,6 +21,11 @@ RuntimeGetter = Callable[[], Runtime]
 STEP_TASK_DEFAULTS = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True,
                       "typing": False}
 
+#: Routing options Celery 5.7 deprecates as task attributes (no effect from 6.0): a step
+#: keeps them as ``durable_routing`` and its messages are sent with them.
+ROUTING_OPTIONS = ("queue", "exchange", "exchange_type", "routing_key", "delivery_mode",
+                   "priority")
+
 
 def register_run_tasks(app: Celery, runtime: RuntimeGetter) -> tuple[Any, Any]:
     """Register ``celery_durable.orchestrate`` and ``celery_durable.fire_timer``."""
@@ -57,4 +62,7 @@ def register_step_task(app: Celery, runtime: RuntimeGetter, name: str, fn: Calla
     run.__qualname__ = fn.__qualname__
     run.__module__ = fn.__module__
     run.__doc__ = fn.__doc__
-    return app.task(name=name, bind=True, shared=False, **{**STEP_TASK_DEFAULTS, **options})(run)
+    routing = {key: value for key, value in options.items() if key in ROUTING_OPTIONS}
+    rest = {key: value for key, value in options.items() if key not in ROUTING_OPTIONS}
+    return app.task(name=name, bind=True, shared=False, durable_routing=routing,
+                    **{**STEP_TASK_DEFAULTS, **rest})(run)
