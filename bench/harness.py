@@ -13,6 +13,7 @@ alternated pairs and the table.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import platform
 import secrets
@@ -64,6 +65,9 @@ def machine(redis_url: str | None = None) -> dict[str, Any]:
         info["celery"], info["kombu"] = celery.__version__, kombu.__version__
     except ImportError:
         pass
+    info["redis_py"] = redis.__version__
+    # redis-py's reply parser (C with hiredis, else Python): both sides use the same one.
+    info["parser"] = "hiredis" if importlib.util.find_spec("hiredis") else "python"
     try:
         info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                                         capture_output=True, text=True, timeout=5
@@ -80,6 +84,7 @@ def machine(redis_url: str | None = None) -> dict[str, Any]:
 def machine_line(m: dict[str, Any]) -> str:
     return (f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
             f"Redis {m.get('redis', '?')}, Celery {m.get('celery', '?')}, "
+            f"redis-py {m.get('redis_py', '?')} ({m.get('parser', '?')} parser), "
             f"load average {m['load_avg_1m']} at start, commit {m.get('commit', '?')}")
 
 

@@ -185,8 +185,9 @@ class Durable:
 
         Any Celery task option passes through (``queue``, ``rate_limit``,
         ``time_limit``...; routing options such as ``queue`` and ``priority`` travel with
-        each message rather than as task attributes); ``max_retries`` defaults to ``durable_default_max_retries``;
-        ``inline=False`` keeps a worker from running it inline (always a message).
+        each message rather than as task attributes); ``max_retries`` defaults to
+        ``durable_default_max_retries``; ``inline=False`` keeps a worker from running it
+        inline (always a message).
 
         >>> @durable.step(max_retries=5, queue="io")             # doctest: +SKIP
         ... async def fetch_user(user_id: str) -> dict: ...

@@ -1,9 +1,11 @@
 """Inline continuation: a worker that continues a run and finds exactly one next step it
 could run itself runs it, instead of a broker round trip.
 
-The step is claimed, leased, heart-beaten, retried and recorded exactly as a sent one
-(its mark is "being published" until it begins, so a worker that dies in between is
-found out after a lease); only the message is saved. A budget (``durable_inline_steps``
+The step is claimed, leased, heart-beaten, retried and recorded exactly as a sent one:
+the commit that schedules it also begins it (running until a lease from then, so a
+worker that dies before or while running it is found out after a lease), or marks it
+"being published" when it keeps the lease for events still unread, and the step is
+then begun as a sent one; only the message is saved. A budget (``durable_inline_steps``
 steps, and one second) sends the run back through the broker, so one run cannot hold a
 pool process. Never inlined: a fan-out (one branch would be favoured), a step with
 ``inline=False``, a ``rate_limit`` or a time limit (Celery enforces those on messages), a
@@ -60,7 +62,7 @@ class InlineSlot:
         self._accept = accept
         self.left = steps
         self.deadline = time.monotonic() + seconds
-        self.pending: tuple[str, h.StepCommand, StepClaim] | None = None
+        self.pending: tuple[str, h.StepCommand, StepClaim | None] | None = None
         self.ran = 0
 
     def __repr__(self) -> str:
@@ -70,12 +72,13 @@ class InlineSlot:
         return (self.pending is None and self.left > 0
                 and time.monotonic() < self.deadline and self._accept(command))
 
-    def hand(self, run_id: str, command: h.StepCommand, claim: StepClaim) -> None:
-        """Take the step a commit began (``claim``) for this task to run next."""
+    def hand(self, run_id: str, command: h.StepCommand, claim: StepClaim | None) -> None:
+        """Take the step a commit scheduled for this task to run next; ``claim`` when
+        the commit also began it (else the runner begins it as a sent one)."""
         self.pending = (run_id, command, claim)
         self.left -= 1
 
-    def take(self) -> tuple[str, h.StepCommand, StepClaim] | None:
+    def take(self) -> tuple[str, h.StepCommand, StepClaim | None] | None:
         pending, self.pending = self.pending, None
         if pending is not None:
             self.ran += 1

@@ -40,7 +40,7 @@ class InlineSink(Protocol):
 
     def wants(self, command: h.StepCommand) -> bool: ...
 
-    def hand(self, run_id: str, command: h.StepCommand, claim: StepClaim) -> None: ...
+    def hand(self, run_id: str, command: h.StepCommand, claim: StepClaim | None) -> None: ...
 
 
 class ErrorEncoder(Protocol):
@@ -216,8 +216,9 @@ class Orchestrator:
             else None
         # Steps are marked queued on the queue their message goes to, in the commit itself
         # (a message that never gets there is found lost: see store/marks.py); the one run
-        # inline is begun by the commit (its first attempt, running until a lease from
-        # now: lost like any running step if this process dies before it ends).
+        # inline is begun by the commit if it releases the lease (its first attempt,
+        # running until a lease from now: lost like any running step if this process
+        # dies before it ends), else marked being published.
         queued = [(c.seq, self._queue_of(c)) for c in commands
                   if isinstance(c, (h.StepCommand, h.ChildCommand)) and c is not inlined]
         queued += [(seq, self._queue_of(replayer.command(seq))) for seq in lost]
@@ -252,8 +253,9 @@ class Orchestrator:
             if isinstance(command, h.TimerCommand) and command.seq not in armed:
                 continue  # the sweeper hands it to a message when it comes due
             if command is inlined and inline is not None:
-                if committed.begun is not None:
-                    inline.hand(run_id, inlined, committed.begun)  # no message: run here
+                # No message: the caller runs it, begun by the commit or, when the commit
+                # kept the lease for events it has not read, by begin_step later.
+                inline.hand(run_id, inlined, committed.begun)
                 continue
             self.send(run_id, command)
         for seq in lost:

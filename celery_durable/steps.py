@@ -87,9 +87,14 @@ class Heartbeat:
         self._thread: threading.Thread | None = None
         self._pid = 0
 
-    def add(self, run_id: str, seq: int) -> None:
+    def add(self, run_id: str, seq: int, running_until: float | None = None) -> None:
+        """Keep beating for ``(run_id, seq)``; ``running_until``: when its mark expires
+        now, if it was set before this moment (else a lease from now)."""
+        began = time.monotonic()
+        if running_until is not None:
+            began -= max(0.0, self.lease - (running_until - time.time()))
         with self._lock:
-            self._active[(run_id, seq)] = time.monotonic()
+            self._active[(run_id, seq)] = began
             if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
                 self._pid = os.getpid()
                 self._thread = threading.Thread(target=self._beat, name="durable-heartbeat",
@@ -198,6 +203,8 @@ class StepRunner:
         """Claim (unless the commit that scheduled it began it: ``claim``), run and
         record one attempt; returns the outcome's event type, or "skipped" when this
         copy must not run."""
+        if claim is not None and claim.running_until is not None:
+            claim = self._catch_up(run_id, seq, claim, claim.running_until - time.time())
         if claim is None:
             claim = self._persist(run_id, seq, name, "beginning the step",
                                   lambda: self.store.begin_step(run_id, seq,
@@ -222,7 +229,7 @@ class StepRunner:
             return h.STEP_FAILED
         logger.debug("run %s step #%d %s: attempt %d", run_id, seq, name, claim.attempt)
         reset = _current_step.set(meta)
-        self.heartbeat.add(run_id, seq)
+        self.heartbeat.add(run_id, seq, claim.running_until)
         try:
             try:
                 event = self._attempt(task, meta, fn, max_retries, claim.failures)(args, kwargs)
@@ -237,6 +244,23 @@ class StepRunner:
         finally:
             self.heartbeat.remove(run_id, seq)
         return str(event["type"])
+
+    def _catch_up(self, run_id: str, seq: int, claim: StepClaim, left: float
+                  ) -> StepClaim | None:
+        """A claim a commit made ahead of the run, whose mark has ``left`` seconds to
+        live: kept (beaten at once if the heartbeat could come too late), or None when it
+        is too old to trust (the store was unreachable a while, say): then the step is
+        claimed again as a sent one would be, which waits while the mark is live and
+        runs a fresh attempt once it is found lost."""
+        if left < self.lease / 3:
+            return None
+        if left < 2 * self.lease / 3:
+            try:
+                self.store.heartbeat([(run_id, seq)], time.time() + self.lease)
+            except self.store.transient_errors:
+                return None
+            return dataclasses.replace(claim, running_until=None)
+        return claim
 
     def _persist(self, run_id: str, seq: int, name: str, what: str,
                  call: Callable[[], Any]) -> Any:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import WorkflowBlockedError
+from . import watchdog
 
 logger = logging.getLogger("celery_durable.engine")
 
@@ -40,6 +41,10 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         self._time = start_time
         self._on_timer = on_timer
         self._block_deadline = block_deadline
+        #: When the running callback began (read by the watchdog thread; None between).
+        self.callback_since: float | None = None
+        self.watchdog_signalled: tuple[float, float] | None = None
+        self._watched: bool | None = None  # decided on the first drain
         self._closed = False
         self._running = False
         self._exception_handler: Any = None
@@ -111,23 +116,41 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         previous = asyncio.events._get_running_loop()
         asyncio.events._set_running_loop(self)
         self._running = True
+        if self._watched is None:
+            self._watched = watchdog.watch(self)
+        deadline = self._block_deadline
         try:
             ready = self._ready
-            deadline = self._block_deadline
             while ready:
                 handle = ready.popleft()
                 if handle._cancelled:
                     continue
-                started = time.monotonic()
-                handle._run()
+                started = self.callback_since = time.monotonic()
+                try:
+                    handle._run()
+                finally:
+                    self.callback_since = None
                 if time.monotonic() - started > deadline:
-                    raise WorkflowBlockedError(
-                        f"workflow code held the event loop for more than {deadline:.1f}s in one "
-                        "callback; workflow code must not block (time.sleep, network or disk "
-                        "I/O): move that work into a @durable.step")
+                    raise self._blocked()
+        except watchdog.BlockedInterrupt:
+            # The watchdog's signal arrived between two of our own lines, not in workflow
+            # code: the callback blocked all the same.
+            raise self._blocked() from None
         finally:
             self._running = False
             asyncio.events._set_running_loop(previous)
+
+    def _blocked(self) -> WorkflowBlockedError:
+        deadline = self._block_deadline
+        return WorkflowBlockedError(
+            f"workflow code held the event loop for more than {deadline:.1f}s in one "
+            "callback; workflow code must not block (time.sleep, network or disk "
+            "I/O): move that work into a @durable.step")
+
+    @property
+    def block_deadline(self) -> float:
+        """Seconds one callback of workflow code may run (the watchdog reads it)."""
+        return self._block_deadline
 
     def is_running(self) -> bool:
         return self._running
@@ -208,3 +231,6 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
 
     def __repr__(self) -> str:
         return f"<WorkflowEventLoop time={self._time:.3f} ready={len(self._ready)}>"
+
+
+watchdog.register_drain(WorkflowEventLoop.run_until_idle.__code__)

@@ -76,6 +76,9 @@ class StepClaim:
     status: str | None = None
     #: Earlier attempts that recorded a failure (and were retried).
     failures: int = 0
+    #: When its running mark expires (UNIX seconds), for a claim made ahead of the run
+    #: (a commit that began its inline step); None: the caller begins it and beats now.
+    running_until: float | None = None
 
     @property
     def lost(self) -> int:

@@ -8,7 +8,8 @@ it counts as lost; times are UNIX milliseconds:
 mark                              meaning, and when the step is lost
 ================================  ====================================================
 ``p:<at>``                        being published: the commit is written, the message
-                                  not confirmed sent; lost a lease after ``at``
+                                  not confirmed sent (or an inline step not begun
+                                  yet, a redriven step); lost a lease after ``at``
 ``q:<at>:<queue>``                queued on that queue: lost once a message sent to
                                   the same queue more than a lease later has begun
                                   (queues are first in, first out: a worker took this

@@ -172,7 +172,9 @@ class RedisStore(RedisInboxes, RedisWatch, HistoryStore):
             self._after_end(run_id, after)
         if after.ops:
             after.execute()
-        begun = StepClaim(True, int(attempt), "running", 0) if attempt else None
+        begun = None
+        if attempt and commit.begin is not None:
+            begun = StepClaim(True, int(attempt), "running", 0, running_until=commit.begin[1])
         return Committed(bool(result), begun)
 
     def _after_end(self, run_id: str, batch: Batch) -> None:

@@ -348,6 +348,18 @@ async def long_sleeper() -> str:
 
 
 @durable.workflow
+async def blocks_forever() -> int:
+    """Workflow code that blocks (as a socket read without a timeout would): the
+    replay watchdog must interrupt it at durable_replay_block_deadline."""
+    first = await add(1, 1)
+    try:
+        time.sleep(3600)
+    except Exception:  # noqa: BLE001 - must not swallow the interrupt
+        time.sleep(3600)
+    return first
+
+
+@durable.workflow
 async def slow_replay(name: str) -> int:
     """The first replay after its step completes hangs (so a test can kill it there)."""
     first = await add(1, 1)

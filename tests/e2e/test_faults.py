@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import collections
+import re
 import time
 import uuid
 
 import pytest
+
+from celery_durable import WorkflowBlockedError
 
 from .conftest import wait_for
 
@@ -21,6 +24,10 @@ def test_worker_killed_mid_step_run_completes_on_a_new_worker(proj, start_worker
     run = proj.kill_me.start(name)
     started = scratch / f"{name}.started"
     wait_for(started.exists, timeout=30, what="the step to start on the first worker")
+    # The killed attempt ran inline: the worker that recorded step 1 began step 2 in the
+    # same commit and ran it itself, with no message of its own to redeliver.
+    assert re.search(rf"run {run.id} step #2 \S+wait_for_file: runs inline",
+                     first.log.read_text()), first.tail()
     first.kill()
     killed_at = time.monotonic()
     (scratch / name).write_text("survived")
@@ -59,6 +66,20 @@ def test_worker_killed_mid_replay_run_completes_on_a_new_worker(proj, start_work
     completed = collections.Counter(
         e["seq"] for e in run.events() if e["type"] == "step_completed")
     assert completed == {1: 1, 2: 1}
+
+
+def test_workflow_code_that_blocks_is_interrupted_and_fails_its_run(proj, start_worker):
+    """A workflow stuck in a blocking call (here time.sleep(3600), caught by an
+    `except Exception` that blocks again) fails at the replay deadline with an error that
+    says so; the worker process is free again and runs the next run."""
+    worker = start_worker(concurrency=1, extra_env={"DURABLE_TEST_BLOCK_DEADLINE": "1"})
+    started = time.monotonic()
+    run = proj.blocks_forever.start()
+    with pytest.raises(WorkflowBlockedError, match="must not block"):
+        run.result(timeout=30)
+    assert time.monotonic() - started < 15
+    assert proj.data_pipeline.start({"name": "al"}).result(timeout=30) == "stored:VALID:AL"
+    assert "replay failed, the run fails" in worker.log.read_text()
 
 
 def test_duplicate_step_message_changes_nothing(proj, shared_worker, scratch):

@@ -139,6 +139,43 @@ def test_a_commit_does_not_requeue_a_step_that_began_meanwhile(proj):
         store.client.delete(*keys.all())
 
 
+def test_a_commit_begins_its_inline_step_only_when_it_releases_the_lease(proj):
+    """The step a worker runs inline is begun by its commit (attempt 1, running,
+    step_started) unless the commit keeps the lease for unread events (a cancel, say):
+    then it is only marked being published, and begin_step decides after the read."""
+    from celery_durable.store import Commit
+
+    store = proj.durable.runtime.store
+    scheduled = {"type": "step_scheduled", "seq": 1, "name": "x", "args": [], "kwargs": {},
+                 "at": time.time()}
+    for dirty in (False, True):
+        run_id = f"begin-{uuid.uuid4().hex}"
+        keys = _fake_run(store, run_id, {"attempt:9": "0"})
+        store.client.set(keys.lease, "tok", px=10_000)
+        if dirty:
+            store.client.hset(keys.state, "dirty", 1)
+        deadline = time.time() + 30
+        try:
+            committed = store.commit(run_id, "tok", Commit(events=[scheduled],
+                                                          begin=(1, deadline)))
+            fields = store.step_fields(run_id)
+            types = [e["type"] for e in store.events(run_id)]
+            if dirty:
+                assert not committed.released and committed.begun is None
+                assert fields["inflight:1"].startswith("p:") and "attempt:1" not in fields
+                assert types == ["step_scheduled"]
+                assert store.client.get(keys.lease) == "tok"  # kept, to read the events
+            else:
+                assert committed.released and committed.begun is not None
+                assert committed.begun.attempt == 1 and committed.begun.lost == 0
+                assert committed.begun.running_until == deadline
+                assert fields["inflight:1"] == str(int(deadline * 1000))
+                assert types == ["step_scheduled", "step_started"]
+                assert store.client.get(keys.lease) is None
+        finally:
+            store.client.delete(*keys.all())
+
+
 def test_a_stray_copy_does_not_cut_a_retry_short_and_received_marks_move_on(proj):
     store = proj.durable.runtime.store
     run_id = f"stray-{uuid.uuid4().hex}"
@@ -153,5 +190,30 @@ def test_a_stray_copy_does_not_cut_a_retry_short_and_received_marks_move_on(proj
         assert store.step_fields(run_id)["inflight:2"].endswith(":worker-b")
         lost, _ = store.check_inflight(run_id, time.time())
         assert lost == [2]  # worker-b beats nowhere: its mark is lost
+    finally:
+        store.client.delete(*keys.all())
+
+
+def test_an_inline_claim_that_waited_too_long_is_beaten_at_once_or_claimed_again(proj):
+    """A commit's claim is used as it is while its mark has most of a lease to live;
+    beaten at once when the heartbeat could come too late; dropped (the step is then
+    claimed as a sent one) when it is older than that."""
+    from celery_durable.store import StepClaim
+
+    runner = proj.durable.runtime.steps
+    store = proj.durable.runtime.store
+    lease = runner.lease
+    run_id = f"catch-up-{uuid.uuid4().hex}"
+    now = time.time()
+    keys = _fake_run(store, run_id, {"inflight:1": str(int((now + lease / 2) * 1000))})
+    try:
+        fresh = StepClaim(True, 1, "running", 0, running_until=now + lease)
+        assert runner._catch_up(run_id, 1, fresh, lease) is fresh
+        old = StepClaim(True, 1, "running", 0, running_until=now + lease / 2)
+        beaten = runner._catch_up(run_id, 1, old, lease / 2)
+        assert beaten is not None and beaten.running_until is None
+        assert int(store.step_fields(run_id)["inflight:1"]) >= int((now + lease - 1) * 1000)
+        stale = StepClaim(True, 1, "running", 0, running_until=now + lease / 4)
+        assert runner._catch_up(run_id, 1, stale, lease / 4) is None
     finally:
         store.client.delete(*keys.all())

@@ -12,7 +12,7 @@
 -- written), 1 if released or ended, 0 if events the caller has not seen arrived
 -- meanwhile (it keeps the lease and reads them); attempt is that of the step begun
 -- here (0 if none): the one the caller runs itself at once (inline continuation), begun
--- as begin_step.lua would begin it, saving its round trip.
+-- as begin_step.lua would begin it, saving its round trip (only with the lease released).
 --
 -- The marks make the global indexes safe to write before this script runs: a timer
 -- fires, and a webhook or hook receives, only what a committed command marked here.
@@ -39,19 +39,6 @@ end
 for i = 1, #fields, CHUNK * 2 do
   redis.call('HSET', KEYS[4], unpack(fields, i, math.min(i + CHUNK * 2 - 1, #fields)))
 end
-local attempt = 0
-local begin = marks.begin or {}
-if #begin == 3 then
-  -- A step this very commit schedules: nothing else knows of it yet.
-  local seq = begin[1]
-  local field = inflight_field(seq)
-  if not redis.call('HGET', KEYS[4], 'done:' .. seq) then
-    attempt = redis.call('HINCRBY', KEYS[4], 'attempt:' .. seq, 1)
-    redis.call('HSET', KEYS[4], field, string.format('%d', begin[2]))
-    redis.call('RPUSH', KEYS[1], '{"type": "step_started", "seq": ' .. seq ..
-      ', "attempt": ' .. attempt .. ', "at": ' .. begin[3] .. '}')
-  end
-end
 for _, timer in ipairs(marks.timers or {}) do
   redis.call('HSET', KEYS[4], 'timer:' .. timer[1], string.format('%d', timer[2]))
 end
@@ -73,9 +60,27 @@ if ARGV[3] ~= '' then
   end
   return {1, 0}
 end
-if ARGV[6] == '1' or redis.call('HEXISTS', KEYS[2], 'dirty') == 1 then
-  return {0, attempt}
+local keep = ARGV[6] == '1' or redis.call('HEXISTS', KEYS[2], 'dirty') == 1
+local attempt = 0
+local begin = marks.begin or {}
+if #begin == 3 then
+  -- A step this very commit schedules, for the caller to run at once. Begun here only
+  -- if the lease is released: when events wait (a cancel, say), it is marked being
+  -- published instead and begin_step.lua decides once the caller has read them.
+  local seq = begin[1]
+  local field = inflight_field(seq)
+  if not redis.call('HGET', KEYS[4], 'done:' .. seq) then
+    if keep then
+      redis.call('HSET', KEYS[4], field, publishing_mark(ARGV[2]))
+    else
+      attempt = redis.call('HINCRBY', KEYS[4], 'attempt:' .. seq, 1)
+      redis.call('HSET', KEYS[4], field, string.format('%d', begin[2]))
+      redis.call('RPUSH', KEYS[1], '{"type": "step_started", "seq": ' .. seq ..
+        ', "attempt": ' .. attempt .. ', "at": ' .. begin[3] .. '}')
+    end
+  end
 end
+if keep then return {0, 0} end
 redis.call('DEL', KEYS[3])
 redis.call('HDEL', KEYS[2], 'replaying')
 return {1, attempt}
