@@ -204,7 +204,7 @@ class StepRunner:
         record one attempt; returns the outcome's event type, or "skipped" when this
         copy must not run."""
         if claim is not None and claim.running_until is not None:
-            claim = self._catch_up(run_id, seq, claim, claim.running_until - time.time())
+            claim = self._catch_up(run_id, seq, name, claim)
         if claim is None:
             claim = self._persist(run_id, seq, name, "beginning the step",
                                   lambda: self.store.begin_step(run_id, seq,
@@ -245,22 +245,20 @@ class StepRunner:
             self.heartbeat.remove(run_id, seq)
         return str(event["type"])
 
-    def _catch_up(self, run_id: str, seq: int, claim: StepClaim, left: float
+    def _catch_up(self, run_id: str, seq: int, name: str, claim: StepClaim
                   ) -> StepClaim | None:
-        """A claim a commit made ahead of the run, whose mark has ``left`` seconds to
-        live: kept (beaten at once if the heartbeat could come too late), or None when it
-        is too old to trust (the store was unreachable a while, say): then the step is
-        claimed again as a sent one would be, which waits while the mark is live and
-        runs a fresh attempt once it is found lost."""
-        if left < self.lease / 3:
-            return None
-        if left < 2 * self.lease / 3:
-            try:
-                self.store.heartbeat([(run_id, seq)], time.time() + self.lease)
-            except self.store.transient_errors:
-                return None
-            return dataclasses.replace(claim, running_until=None)
-        return claim
+        """A claim a commit made ahead of the run: kept as it is while its mark has most
+        of a lease to live; else extended at once, if the mark is still the one the
+        commit wrote (nobody found it lost and began it again); None when it is not,
+        and the step is then claimed as a sent one would be."""
+        assert claim.running_until is not None
+        if claim.running_until - time.time() >= 2 * self.lease / 3:
+            return claim  # the heartbeat thread's first beat comes in time
+        extended = self._persist(run_id, seq, name, "extending its claim",
+                                 lambda: self.store.extend_claim(
+                                     run_id, seq, claim.running_until or 0.0,
+                                     time.time() + self.lease))
+        return dataclasses.replace(claim, running_until=None) if extended else None
 
     def _persist(self, run_id: str, seq: int, name: str, what: str,
                  call: Callable[[], Any]) -> Any:

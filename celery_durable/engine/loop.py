@@ -114,12 +114,12 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
     def run_until_idle(self) -> None:
         """Run ready callbacks, FIFO, until none is left."""
         previous = asyncio.events._get_running_loop()
-        asyncio.events._set_running_loop(self)
-        self._running = True
-        if self._watched is None:
-            self._watched = watchdog.watch(self)
         deadline = self._block_deadline
         try:
+            asyncio.events._set_running_loop(self)
+            self._running = True
+            if self._watched is None:
+                self._watched = watchdog.watch(self)
             ready = self._ready
             while ready:
                 handle = ready.popleft()
@@ -133,10 +133,12 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
                 if time.monotonic() - started > deadline:
                     raise self._blocked()
         except watchdog.BlockedInterrupt:
-            # The watchdog's signal arrived between two of our own lines, not in workflow
-            # code: the callback blocked all the same.
+            # Mostly the interrupt ends up on the workflow's task (asyncio keeps any
+            # BaseException but KeyboardInterrupt/SystemExit there) and the elapsed time
+            # above fails the replay; here, it arrived between two of our own lines.
             raise self._blocked() from None
         finally:
+            self.callback_since = None
             self._running = False
             asyncio.events._set_running_loop(previous)
 

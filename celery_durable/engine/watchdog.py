@@ -18,6 +18,7 @@ its own, or where the platform lacks it.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -25,6 +26,8 @@ import time
 import weakref
 from types import FrameType
 from typing import Any, Protocol
+
+logger = logging.getLogger("celery_durable.engine")
 
 #: The signal the watchdog sends (None where the platform has none).
 WATCHDOG_SIGNAL: signal.Signals | None = getattr(signal, "SIGURG", None)
@@ -62,36 +65,50 @@ class _Watchdog:
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
+        #: How long the thread sleeps between looks (a quarter of the shortest deadline).
+        self.tick = LONGEST_TICK
 
     def watch(self, loop: Watched) -> None:
         with self.lock:
             self.loops.add(loop)
-            if self.thread is None:
+            if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._run, name="durable-replay-watchdog",
                                                daemon=True)
                 self.thread.start()
-        self.wake.set()  # a shorter deadline may need a shorter tick
+            shorter = loop.block_deadline / 4 < self.tick
+        if shorter:
+            self.wake.set()  # it sleeps a longer tick: look again now
 
-    def _tick(self) -> float:
-        deadlines = [loop.block_deadline for loop in list(self.loops)]
-        return min([LONGEST_TICK] + [d / 4 for d in deadlines if d > 0])
+    def _snapshot(self) -> list[Any]:
+        with self.lock:  # the main thread adds loops (and the GC drops them) meanwhile
+            return list(self.loops)
 
     def _run(self) -> None:
         main = threading.main_thread().ident
         while True:
-            self.wake.wait(self._tick())
+            loops = self._snapshot()
+            self.tick = min([LONGEST_TICK] + [loop.block_deadline / 4 for loop in loops
+                                              if loop.block_deadline > 0])
+            del loops  # no strong references while asleep: the GC may drop them
+            self.wake.wait(self.tick)
             self.wake.clear()
-            now = time.monotonic()
-            for loop in list(self.loops):
-                since = loop.callback_since
-                if since is None or now - since <= loop.block_deadline:
-                    continue
-                last = loop.watchdog_signalled
-                if last is not None and last[0] == since and now - last[1] < loop.block_deadline:
-                    continue  # signalled for this callback less than a deadline ago
-                loop.watchdog_signalled = (since, now)
-                if main is not None and WATCHDOG_SIGNAL is not None:
-                    signal.pthread_kill(main, WATCHDOG_SIGNAL)
+            try:
+                self._look(main)
+            except Exception:  # noqa: BLE001 - the watchdog must outlive any one look
+                logger.exception("replay watchdog: a look at the running loops failed")
+
+    def _look(self, main: int | None) -> None:
+        now = time.monotonic()
+        for loop in self._snapshot():
+            since = loop.callback_since
+            if since is None or now - since <= loop.block_deadline:
+                continue
+            last = loop.watchdog_signalled
+            if last is not None and last[0] == since and now - last[1] < loop.block_deadline:
+                continue  # signalled for this callback less than a deadline ago
+            loop.watchdog_signalled = (since, now)
+            if main is not None and WATCHDOG_SIGNAL is not None:
+                signal.pthread_kill(main, WATCHDOG_SIGNAL)
 
 
 _watchdog: _Watchdog | None = None
@@ -122,16 +139,32 @@ def register_drain(code: Any) -> None:
     _RUN_CODE = code
 
 
+def _green() -> bool:
+    """True under gevent or eventlet monkey-patching: "threads" are greenlets there, and
+    a blocked greenlet is not what the main thread runs."""
+    import sys
+
+    for name, check in (("gevent.monkey", "is_module_patched"),
+                        ("eventlet.patcher", "is_monkey_patched")):
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, check)("thread"):
+            return True
+    return False
+
+
 def watch(loop: Watched) -> bool:
     """Watch ``loop`` (call it once, on its first drain): True when it drains on the
     main thread and the signal is ours; False, and nothing done, otherwise."""
     global _watchdog, _installed
-    if WATCHDOG_SIGNAL is None or threading.current_thread() is not threading.main_thread():
+    if WATCHDOG_SIGNAL is None or threading.current_thread() is not threading.main_thread() \
+            or _green():
         return False
     current = signal.getsignal(WATCHDOG_SIGNAL)
     if current is not _handler:
-        if current not in (signal.SIG_DFL, None) or _installed:
-            return False  # someone else's handler (or it replaced ours): leave it alone
+        # None: a handler installed from C. Someone else's, or one that replaced ours:
+        # leave it alone.
+        if current is not signal.SIG_DFL or _installed:
+            return False
         signal.signal(WATCHDOG_SIGNAL, _handler)
         _installed = True
     if _watchdog is None or _watchdog.pid != os.getpid():

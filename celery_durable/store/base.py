@@ -218,6 +218,12 @@ class HistoryStore(abc.ABC):
         """Extend the deadline of running steps."""
 
     @abc.abstractmethod
+    def extend_claim(self, run_id: str, seq: int, running_until: float,
+                     deadline: float) -> bool:
+        """Extend a running step's deadline to ``deadline`` only if its mark still says
+        ``running_until`` (as a claim made ahead of the run left it); False if not."""
+
+    @abc.abstractmethod
     def record(self, run_id: str, seq: int, event: dict[str, Any], token: str,
                timer_due: float | None = None, read_from: int | None = None) -> Recorded:
         """Append an outcome once; try to take the lease for ``token`` (unless empty).

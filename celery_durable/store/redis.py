@@ -235,6 +235,11 @@ class RedisStore(RedisInboxes, RedisWatch, HistoryStore):
             batch.script("heartbeat", [self.keys.run(run_id).steps], [seq, _ms(deadline)])
         batch.execute()
 
+    def extend_claim(self, run_id: str, seq: int, running_until: float,
+                     deadline: float) -> bool:
+        return bool(self._script("heartbeat", [self.keys.run(run_id).steps],
+                                 [seq, _ms(deadline), str(_ms(running_until))]))
+
     def record(self, run_id: str, seq: int, event: dict[str, Any], token: str,
                timer_due: float | None = None, read_from: int | None = None) -> Recorded:
         k = self.keys.run(run_id)

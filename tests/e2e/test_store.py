@@ -194,10 +194,10 @@ def test_a_stray_copy_does_not_cut_a_retry_short_and_received_marks_move_on(proj
         store.client.delete(*keys.all())
 
 
-def test_an_inline_claim_that_waited_too_long_is_beaten_at_once_or_claimed_again(proj):
+def test_an_inline_claim_that_waited_is_extended_only_if_its_mark_is_unchanged(proj):
     """A commit's claim is used as it is while its mark has most of a lease to live;
-    beaten at once when the heartbeat could come too late; dropped (the step is then
-    claimed as a sent one) when it is older than that."""
+    later, it is extended at once if the mark is still the one the commit wrote, and
+    dropped (the step is then claimed as a sent one) if anyone changed it meanwhile."""
     from celery_durable.store import StepClaim
 
     runner = proj.durable.runtime.steps
@@ -208,12 +208,14 @@ def test_an_inline_claim_that_waited_too_long_is_beaten_at_once_or_claimed_again
     keys = _fake_run(store, run_id, {"inflight:1": str(int((now + lease / 2) * 1000))})
     try:
         fresh = StepClaim(True, 1, "running", 0, running_until=now + lease)
-        assert runner._catch_up(run_id, 1, fresh, lease) is fresh
-        old = StepClaim(True, 1, "running", 0, running_until=now + lease / 2)
-        beaten = runner._catch_up(run_id, 1, old, lease / 2)
-        assert beaten is not None and beaten.running_until is None
+        assert runner._catch_up(run_id, 1, "x", fresh) is fresh
+        waited = StepClaim(True, 1, "running", 0, running_until=now + lease / 2)
+        extended = runner._catch_up(run_id, 1, "x", waited)
+        assert extended is not None and extended.running_until is None
         assert int(store.step_fields(run_id)["inflight:1"]) >= int((now + lease - 1) * 1000)
-        stale = StepClaim(True, 1, "running", 0, running_until=now + lease / 4)
-        assert runner._catch_up(run_id, 1, stale, lease / 4) is None
+        # Found lost and sent again meanwhile (the mark is another now): not ours.
+        store.client.hset(keys.steps, "inflight:1", f"q:{int(now * 1000)}:q1")
+        assert runner._catch_up(run_id, 1, "x", waited) is None
+        assert store.step_fields(run_id)["inflight:1"].startswith("q:")
     finally:
         store.client.delete(*keys.all())

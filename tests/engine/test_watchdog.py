@@ -91,3 +91,17 @@ def test_a_replay_off_the_main_thread_is_still_caught_when_the_code_returns():
     thread.start()
     thread.join(10)
     assert len(errors) == 1 and isinstance(errors[0], WorkflowBlockedError)
+
+
+def test_the_watchdog_outlives_many_loops_coming_and_going():
+    async def quick():
+        return 1
+
+    async def stuck():
+        time.sleep(30)
+
+    for _ in range(3000):  # each registers its loop; most are collected at once
+        Sim(quick, block_deadline=0.2).start()
+    assert watchdog._watchdog is not None and watchdog._watchdog.thread is not None
+    assert watchdog._watchdog.thread.is_alive()
+    blocked_within(1.0, Sim(stuck, block_deadline=0.2))
