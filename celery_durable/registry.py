@@ -57,7 +57,9 @@ class Registry:
         ``default`` (the app's ``task_default_queue``)."""
         names = {default}
         for step in self.steps.values():
-            queue = getattr(step.task, "queue", None)
+            # The option travels with each message (durable_routing), not on the task.
+            routing = getattr(step.task, "durable_routing", None) or {}
+            queue = routing.get("queue") or getattr(step.task, "queue", None)
             if queue:
-                names.add(str(queue))
+                names.add(str(getattr(queue, "name", queue)))
         return sorted(names)

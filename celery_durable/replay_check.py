@@ -34,6 +34,12 @@ class ReplaySource(Protocol):
     def decode_error(self, error: dict[str, Any], step: str | None = None
                      ) -> BaseException: ...
 
+    @property
+    def webhook_base_url(self) -> str:
+        """Where webhook URLs point (``durable_webhook_base_url``): a step given
+        ``webhook.url`` must get the URL the history recorded."""
+        ...
+
 
 @dataclasses.dataclass(frozen=True)
 class ReplayResult:
@@ -95,6 +101,7 @@ def replay_record(record: dict[str, Any], source: ReplaySource) -> ReplayResult:
         return ReplayResult(run_id, workflow, False,
                             error=f"no workflow named {workflow!r} in this code")
     replayer = Replayer(fn, run_id=run_id, error_decoder=source.decode_error,
+                        webhook_base_url=source.webhook_base_url,
                         voided=h.redriven_positions(events))
     try:
         replayer.feed(events)

@@ -180,6 +180,11 @@ class Runtime:
     def decode_error(self, error: dict[str, Any], step: str | None = None) -> BaseException:
         return self.errors.decode(error, step)
 
+    @property
+    def webhook_base_url(self) -> str:
+        """``durable_webhook_base_url``: where the URLs of webhooks point."""
+        return self.settings.webhook_base_url
+
     def cancel(self, run_id: str) -> bool:
         """Ask the run to stop; False if it had already ended."""
         self.run_state(run_id)
@@ -217,5 +222,6 @@ class Runtime:
         raise HookNotFound(
             f"no live hook has the token {token!r}{waited}. A hook exists from the moment a "
             "worker runs the workflow up to its create_hook() until the run disposes it or "
-            "ends: right after start() it may not exist yet (pass wait=<seconds>), and a "
+            "ends: right after start() it may not exist yet (pass wait=<seconds>; "
+            "`celery durable resume-hook --wait SECONDS`), and a "
             "webhook's token is not a hook's")

@@ -36,7 +36,7 @@ def runs(ctx: click.Context, status: str | None, workflow: str | None, limit: in
         for row in page:
             click.echo(out.json_line({"run_id": row.run_id, "workflow": row.workflow,
                                       "status": row.status, "created_at": out.iso(row.created_at),
-                                      "ended_at": out.iso(row.ended_at),
+                                      "ended_at": out.iso(row.ended_at) if row.ended_at else None,
                                       "duration": row.duration, "cursor": row.cursor}))
         return
     now = time.time()

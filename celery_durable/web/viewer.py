@@ -208,7 +208,7 @@ def _load(runtime: Runtime, run_id: str, events: bool = True
     if not LOOKUP_ID.fullmatch(run_id):
         raise RunNotFound("no run with that id (it is not a usable run id)")
     state = runtime.run_state(run_id)
-    return state, runtime.store.events(run_id) if events else []
+    return state, vm.without_webhook_tokens(runtime.store.events(run_id)) if events else []
 
 
 def _with_urls(row: dict[str, Any]) -> dict[str, Any]:

@@ -142,6 +142,31 @@ def mask_token(token: str) -> str:
 
 
 # -- the history, cleaned ---------------------------------------------------------------
+def without_webhook_tokens(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The history with every whole webhook token cut, wherever it appears: a workflow
+    hands ``webhook.url`` to a step, so it sits in arguments and results too, and
+    whoever reads a token can fire the webhook."""
+    tokens = {e["token"] for e in events
+              if e.get("type") == h.WEBHOOK_CREATED and isinstance(e.get("token"), str)
+              and len(e["token"]) > TOKEN_SHOWN}
+    if not tokens:
+        return events
+
+    def cut(value: Any) -> Any:
+        if isinstance(value, str):
+            for token in tokens:
+                if token in value:
+                    value = value.replace(token, mask_token(token))
+            return value
+        if isinstance(value, dict):
+            return {key: cut(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [cut(item) for item in value]
+        return value
+
+    return [cut(event) for event in events]
+
+
 def public_request(request: Any) -> Any:
     """A recorded webhook request with its token cut and credentials hidden."""
     if not isinstance(request, dict):

@@ -56,6 +56,16 @@ def test_runs_lists_newest_first_with_filters_and_pages(e2e_env, proj, shared_wo
                                                    "STARTED", "DURATION"]
     assert ids[-1] in table.stdout and "more: --cursor" in table.stdout
     assert "\x1b[" not in table.stdout  # no colour codes when not on a terminal
+    assert rows[0]["ended_at"] and rows[0]["duration"] is not None
+    waiting = proj.hook_wait.start(f"list-{tag}")
+    try:
+        live = durable(e2e_env, "runs", "--workflow", "hook_wait", "--status", "running",
+                       "--json")
+        row = next(json.loads(line) for line in live.stdout.splitlines()
+                   if json.loads(line)["run_id"] == waiting.id)
+        assert row["ended_at"] is None and row["duration"] is None  # JSON null, not "-"
+    finally:
+        waiting.cancel()
 
 
 def test_show_prints_a_timeline_with_the_result_and_follows_a_run(e2e_env, proj, shared_worker):
@@ -152,6 +162,21 @@ def test_export_then_replay_ok_and_an_edited_history_diverges(
     assert durable(e2e_env, "export", "no-such-run").returncode == 2
 
 
+def test_replay_of_a_run_that_handed_its_webhook_url_to_a_step_is_ok(
+        e2e_env, proj, shared_worker, web_base, scratch, tmp_path: Path):
+    # The step's argument is the webhook's full URL: replay must build it from the same
+    # durable_webhook_base_url, or every such run reads as diverged.
+    run = proj.webhook_once.start()
+    url = published(scratch, "url", run)
+    assert url.startswith(f"{web_base}/webhook/")
+    assert http("POST", url, {"via": "replay"})[0] == 202
+    assert run.result(timeout=30)["body"] == {"via": "replay"}
+    exported = tmp_path / "webhook.jsonl"
+    assert durable(e2e_env, "export", run.id, "-o", str(exported)).returncode == 0
+    done = durable(e2e_env, "replay", "--file", str(exported))
+    assert done.returncode == 0 and done.stdout.startswith("ok"), done.stdout + done.stderr
+
+
 def test_dev_runs_a_local_stack_until_ctrl_c(e2e_env, proj, start_worker, scratch):
     """No worker of the test's: `dev` starts its own, and the web app on a port of its
     own; a webhook run goes through both; Ctrl-C stops everything."""
@@ -165,7 +190,10 @@ def test_dev_runs_a_local_stack_until_ctrl_c(e2e_env, proj, start_worker, scratc
         while not any(line.startswith("ready") for line in lines):
             assert process.poll() is None and time.monotonic() < deadline, "".join(lines)
             lines.append(process.stdout.readline())  # type: ignore[union-attr]
-        assert any(line.startswith("worker  celery -A tests.e2e.proj worker -Q") for line in lines)
+        worker_line = next(line for line in lines if line.startswith(
+            "worker  celery -A tests.e2e.proj worker -Q"))
+        # Every queue a step is routed to, by its own queue= option too.
+        assert proj.durable.runtime.dispatcher.queue_of(proj.routed.name) in worker_line
         assert any(f"http://127.0.0.1:{port}/durable/webhook/" in line for line in lines)
         run = proj.webhook_once.start()
         url = published(scratch, "url", run)

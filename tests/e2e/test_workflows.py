@@ -230,7 +230,10 @@ def test_celery_options_pass_through_and_route(proj, shared_worker):
     # Routing options travel with the step's messages, not as task attributes (which
     # Celery 5.7 deprecates and 6.0 ignores): no CDeprecationWarning when defining one.
     assert "queue" not in type(proj.routed.task).__dict__
-    assert proj.durable.runtime.dispatcher.queue_of(proj.routed.name).endswith("-other")
+    queue = proj.durable.runtime.dispatcher.queue_of(proj.routed.name)
+    assert queue.endswith("-other")
+    # What `durable dev` and the test kit's worker consume: the routed step's queue too.
+    assert queue in proj.durable.runtime.registry.queues("celery")
     run = proj.uses_routed.start()
     assert result_of(run, shared_worker) == "routed"
     started = [e for e in run.events() if e["type"] == "step_started"]

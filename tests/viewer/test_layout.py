@@ -3,6 +3,7 @@ layout (positions, groups), the cleaning of the history, the words for times."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from celery_durable import timeline as tl
@@ -83,6 +84,23 @@ def test_a_kind_of_command_the_viewer_does_not_know_is_drawn_not_fatal() -> None
     assert [(b.kind, b.left, b.width) for b in lane.bars] == [("child", 0.0, 50.0)]
     panel = viewer_run.detail(row, viewer_run.History(history()), T0, running=False)
     assert panel["child_run"] == "r~1" and '"ok": 1' in panel["result"]
+
+
+def test_a_webhook_token_is_cut_wherever_the_history_holds_it() -> None:
+    token = "AbCdEf0123456789secret-token"
+    events = history(
+        {"type": "webhook_created", "seq": 1, "at": T0, "token": token, "method": "POST"},
+        {"type": "step_scheduled", "seq": 2, "at": T0, "name": "notify",
+         "args": [f"https://x.example/durable/webhook/{token}"], "kwargs": {"n": [token]}},
+        {"type": "step_completed", "seq": 2, "at": T0 + 1, "result": {"sent": token}})
+    cleaned = vm.without_webhook_tokens(events)
+    assert token not in json.dumps(cleaned)
+    assert cleaned[2]["args"] == ["https://x.example/durable/webhook/AbCdEf…"]
+    assert cleaned[2]["kwargs"] == {"n": ["AbCdEf…"]} and cleaned[3]["result"] == {
+        "sent": "AbCdEf…"}
+    assert cleaned[0] == events[0]  # nothing else changed
+    plain = history({"type": "step_scheduled", "seq": 1, "at": T0, "name": "n", "args": []})
+    assert vm.without_webhook_tokens(plain) is plain
 
 
 def test_the_history_is_cleaned_of_the_secret_and_webhook_credentials() -> None:

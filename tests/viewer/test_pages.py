@@ -203,9 +203,11 @@ def test_hostile_values_are_shown_as_text(viewer_worker: Any, proj: Any, make_ap
     assert "&lt;script&gt;alert(&#34;pwn&#34;)&lt;/script&gt; &#39; &#34; {{ 7*7 }}" in hook_page
     webhook_page = text(client.get(f"/runs/{webhook.id}"))
     assert "s3cr3t-v4lue" not in webhook_page and "(hidden, 19 characters)" in webhook_page
-    # A webhook's token is its credential: the viewer shows its first characters only
-    # (the workflow's own step arguments, which hold its URL, are the workflow's data).
+    # A webhook's token is its credential: the viewer shows its first characters only,
+    # also where the workflow handed its URL to a step (arguments, the JSON API).
     webhook_token = url.rsplit("/", 1)[1]
+    assert webhook_token not in webhook_page
+    assert webhook_token not in text(client.get(f"/runs/api/runs/{webhook.id}"))
     assert f"webhook {webhook_token[:6]}…" in webhook_page
     assert f"/webhook/{webhook_token[:6]}…</code>" in webhook_page
     events = client.get(f"/runs/api/runs/{webhook.id}").get_json()["events"]
