@@ -104,6 +104,12 @@ def build(run_id: str, status: str, events: list[dict[str, Any]]) -> Timeline:
                 in rows:
             target = rows[int(event["target"])]
             target.end, target.status = at, "disposed"
+    if timeline.ended is not None:
+        # A command still open when its run ended (a race's loser, the sleep of a
+        # cancelled run) was left behind: it will never fire or finish.
+        for row in timeline.rows:
+            if row.end is None and row.status in ("pending", "running", "waiting"):
+                row.status = "abandoned"
     return timeline
 
 

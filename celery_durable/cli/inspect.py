@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from .. import timeline as tl
+from ..engine import history as h
 from ..errors import RunNotFound
 from ..replay_check import dumps_result, read_exports, replay_record
 from ..store.run_index import STATUSES
@@ -84,6 +85,13 @@ def _outcome(row: tl.Row) -> str:
     return ""
 
 
+def _shown_name(row: tl.Row) -> str:
+    # A webhook's token is its credential: its first characters name it well enough.
+    if row.kind == "webhook":
+        return row.name[:6] + "…" if len(row.name) > 6 else row.name
+    return row.name[:24]
+
+
 def _print_timeline(timeline: tl.Timeline) -> None:
     now = time.time()
     end = timeline.ended or now
@@ -91,7 +99,7 @@ def _print_timeline(timeline: tl.Timeline) -> None:
                f"{out.status(timeline.status)}  started {out.iso(timeline.started)}  "
                f"({out.duration(end - timeline.started)})")
     rows = [[str(row.seq), row.kind, row.name.rsplit(".", 1)[-1] if row.kind == "step"
-             else row.name[:24], str(len(row.attempts) or ""), out.iso(row.start)[11:19],
+             else _shown_name(row), str(len(row.attempts) or ""), out.iso(row.start)[11:19],
              out.iso(row.end)[11:19] if row.end else "-", out.duration(row.duration),
              _bar(row, timeline.started, end), out.status(row.status), _outcome(row)]
             for row in timeline.rows]
@@ -135,13 +143,26 @@ def show(ctx: click.Context, run_id: str, as_json: bool, follow: bool) -> None:
         events = runtime.store.events(run_id)
         for event in events[seen:]:
             event.pop("secret", None)
-            click.echo(out.json_line(event) if as_json else
-                       f"{out.iso(event.get('at'))}  #{event.get('seq', '-')}  "
-                       f"{event['type']}  {event.get('name', '')}".rstrip())
+            click.echo(out.json_line(event) if as_json else _event_line(event))
         seen = len(events)
         if ended:
             break
         runtime.store.wait_ended(run_id, 0.5)
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    """One followed event: time, position (if it has one), type, name, and the run's
+    result or error when it ends."""
+    parts = [out.iso(event.get("at"))]
+    if event.get("seq") is not None:
+        parts.append(f"#{event['seq']}")
+    parts += [str(event.get("type")), str(event.get("name") or "")]
+    if event.get("type") == h.RUN_COMPLETED:
+        parts.append(f"result: {out.json_line(event.get('result'))}")
+    elif event.get("error"):
+        error = event["error"]
+        parts.append(f"{error.get('exc_type', 'Error')}: {error.get('message', '')}")
+    return "  ".join(p for p in parts if p)
 
 
 @click.command()

@@ -30,7 +30,8 @@ def _json(text: str | None, what: str, default: Any) -> Any:
 @click.option("--kwargs", "kwargs_json", help="keyword arguments, a JSON object")
 @click.option("--run-id", help="start idempotently under this id (e.g. order-42)")
 @click.option("--wait", "wait", is_flag=False, flag_value=300.0, type=float, default=None,
-              help="wait for the result (at most SECONDS, 300 if none given)")
+              help="wait for the result (at most SECONDS, 300 if none given: then put "
+              "--wait last, or write --wait=SECONDS); exit 3 if the run is still going")
 @click.pass_context
 def start(ctx: click.Context, workflow: str, args_json: str | None, kwargs_json: str | None,
           run_id: str | None, wait: float | None) -> None:
@@ -51,8 +52,8 @@ def start(ctx: click.Context, workflow: str, args_json: str | None, kwargs_json:
         return
     try:
         value = Run(runtime, started).result(timeout=wait)
-    except TimeoutError as exc:
-        out.fail(str(exc), code=1)
+    except TimeoutError as exc:  # not a failure: the run goes on
+        out.fail(str(exc), code=3)
     except WorkflowCancelled as exc:
         out.fail(str(exc), code=1)
     except Exception as exc:  # noqa: BLE001 - the run's own error: report it, exit 1

@@ -27,7 +27,7 @@ def durable(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.
                           timeout=timeout)
 
 
-def test_start_waits_for_the_result_and_exits_by_outcome(e2e_env, shared_worker):
+def test_start_waits_for_the_result_and_exits_by_outcome(e2e_env, proj, shared_worker):
     done = durable(e2e_env, "start", "data_pipeline", '{"name": "ada"}', "--wait", "30")
     assert done.returncode == 0, done.stderr
     run_id, result = done.stdout.split()
@@ -35,6 +35,10 @@ def test_start_waits_for_the_result_and_exits_by_outcome(e2e_env, shared_worker)
     failed = durable(e2e_env, "start", "raiser", '"declined"', "--wait", "30")
     assert failed.returncode == 1 and "CardDeclined" in failed.stderr
     assert durable(e2e_env, "start", "no_such_workflow").returncode == 2
+    late = durable(e2e_env, "start", "hook_wait", json.dumps(f"cli-{uuid.uuid4().hex}"),
+                   "--wait=0.5")
+    assert late.returncode == 3 and "still running" in late.stderr, late.stderr
+    assert proj.durable.get_run(late.stdout.split()[0]).cancel()  # it went on
     bad = durable(e2e_env, "start", "data_pipeline", "{not json")
     assert bad.returncode == 2 and "ARGS_JSON is not JSON" in bad.stderr
 
@@ -92,7 +96,10 @@ def test_show_prints_a_timeline_with_the_result_and_follows_a_run(e2e_env, proj,
     proj.durable.resume_hook(token, "go", wait=30)  # while it follows
     rest, _ = follow.communicate(timeout=60)
     assert follow.returncode == 0
-    assert "hook_received" in rest and rest.rstrip().endswith("run_completed")
+    last = rest.rstrip().splitlines()[-1]
+    assert "hook_received" in rest and "run_completed" in last
+    assert "#" not in last and "result: " in last  # no position to show; the result is
+    assert json.loads(last.split("result: ", 1)[1]) == waiting.result(timeout=5)
 
 
 def test_cancel_by_id_and_in_bulk(e2e_env, proj, shared_worker):

@@ -74,6 +74,17 @@ def test_open_commands_of_an_ended_run_are_abandoned_not_running() -> None:
     assert lane.bars[-1].outcome == "abandoned" and lane.bars[-1].width == 50.0
 
 
+def test_a_sleep_that_lost_its_race_is_abandoned_once_the_run_ends() -> None:
+    events = history({"type": "timer_scheduled", "seq": 1, "at": T0, "due": T0 + 86400},
+                     {"type": "hook_created", "seq": 2, "at": T0, "token": "t"},
+                     {"type": "hook_received", "seq": 2, "at": T0 + 1, "payload": 1},
+                     {"type": "run_completed", "at": T0 + 2, "result": 1})
+    sleep_row, hook_row = tl.build("r", "completed", events).rows
+    assert sleep_row.status == "abandoned" and hook_row.status == "received"
+    running = tl.build("r", "running", events[:-1]).rows[0]
+    assert running.status == "waiting"  # while the run goes on, it may still fire
+
+
 def test_a_kind_of_command_the_viewer_does_not_know_is_drawn_not_fatal() -> None:
     # Built by hand: whatever kinds timeline.build knows today, a newer one must draw.
     row = tl.Row(1, "child", "proj.kid", T0, T0 + 2, "completed", result={"ok": 1},
