@@ -52,6 +52,13 @@ class Registry:
         step = self.steps.get(name)
         return step.task if step is not None else None
 
+    def workflow_names(self, name: str) -> list[str]:
+        """The registered workflows ``name`` means: itself if registered, else those
+        whose last dotted part it is (``data_pipeline`` for ``proj.app.data_pipeline``)."""
+        if name in self.workflows:
+            return [name]
+        return sorted(full for full in self.workflows if full.rsplit(".", 1)[-1] == name)
+
     def queues(self, default: str) -> list[str]:
         """Every queue a registered step is routed to by its own ``queue`` option, plus
         ``default`` (the app's ``task_default_queue``)."""

@@ -33,9 +33,7 @@ def runtime_of(ctx: click.Context) -> Runtime:
 def workflow_named(runtime: Runtime, name: str) -> str:
     """A registered workflow's full name from its full or its short name."""
     workflows = runtime.registry.workflows
-    if name in workflows:
-        return name
-    matches = [full for full in workflows if full.rsplit(".", 1)[-1] == name]
+    matches = runtime.registry.workflow_names(name)
     if len(matches) == 1:
         return matches[0]
     known = ", ".join(sorted(workflows)) or "none"

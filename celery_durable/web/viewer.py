@@ -88,7 +88,7 @@ def viewer_blueprint(runtime: Callable[[], Runtime], *, actions: bool = False,
     # -- pages ----------------------------------------------------------------------
     def runs_page() -> Response:
         try:
-            status, workflow, cursor, limit = _filters()
+            status, workflow, cursor, limit = _filters(rt())
             rows, next_cursor = _page(rt(), status, workflow, cursor, limit)
         except (BadRequest, ValueError) as exc:
             return problem(400, str(exc))
@@ -126,7 +126,7 @@ def viewer_blueprint(runtime: Callable[[], Runtime], *, actions: bool = False,
             ids = request.args.get("ids")
             if ids is not None:
                 return jsonify({"runs": _by_ids(rt(), ids)})
-            status, workflow, cursor, limit = _filters()
+            status, workflow, cursor, limit = _filters(rt())
             rows, next_cursor = _page(rt(), status, workflow, cursor, limit)
         except (BadRequest, ValueError) as exc:
             return problem(400, str(exc))
@@ -163,7 +163,7 @@ def viewer_blueprint(runtime: Callable[[], Runtime], *, actions: bool = False,
     return blueprint
 
 
-def _filters() -> tuple[str | None, str | None, str | None, int]:
+def _filters(runtime: Runtime) -> tuple[str | None, str | None, str | None, int]:
     args = request.args
     status = args.get("status") or None
     if status is not None and status not in STATUSES:
@@ -171,8 +171,13 @@ def _filters() -> tuple[str | None, str | None, str | None, int]:
     limit_text = args.get("limit") or str(PAGE_SIZE)
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}")
-    return status, (args.get("workflow") or "").strip() or None, args.get("cursor") or None, \
-        int(limit_text)
+    workflow = (args.get("workflow") or "").strip() or None
+    if workflow:
+        # A short name, as the CLI takes it; a name this process does not know is kept
+        # as given (runs of a workflow no longer deployed are still listed by it).
+        names = runtime.registry.workflow_names(workflow)
+        workflow = names[0] if len(names) == 1 else workflow
+    return status, workflow, args.get("cursor") or None, int(limit_text)
 
 
 def _page(runtime: Runtime, status: str | None, workflow: str | None, cursor: str | None,

@@ -71,6 +71,8 @@ def test_filters_by_status_and_workflow(tiny_runs: list[str], make_app: Any,
     by_status = run_ids(text(response))
     assert failed in by_status and not set(tiny_runs) & set(by_status)
     by_workflow = run_ids(text(client.get("/runs/?workflow=tests.e2e.proj.raiser")))
+    # The short name, as the CLI takes it, lists the same runs.
+    assert run_ids(text(client.get("/runs/?workflow=raiser"))) == by_workflow
     assert failed in by_workflow and not set(tiny_runs) & set(by_workflow)
     both = run_ids(text(client.get(f"/runs/?workflow={TINY}&status=completed")))
     assert both == tiny_runs[::-1]
