@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from typing import Any
@@ -16,6 +17,13 @@ def _iso(at: Any) -> Any:
     if isinstance(at, (int, float)):
         return dt.datetime.fromtimestamp(at, dt.timezone.utc).isoformat()
     return at
+
+
+@dataclasses.dataclass(frozen=True)
+class _Queued:
+    """The steps of one queue that no worker has started, in a wait's words."""
+
+    queue: str
 
 
 class Run:
@@ -100,22 +108,36 @@ class Run:
                 started.add(int(seq))
             elif kind in (h.STEP_COMPLETED, h.STEP_FAILED, h.TIMER_FIRED):
                 settled.add(int(seq))
-        waits = []
+        waits: list[str | _Queued] = []
+        queued: dict[str, list[str]] = {}  # queue -> its unstarted steps, one hint each
         for seq, event in sorted(scheduled.items()):
             if seq in settled:
                 continue
             if event["type"] == h.STEP_SCHEDULED and seq not in started:
                 queue = self.runtime.queue_of(event["name"])
-                waits.append(f"step {event['name']} (#{seq}) is queued on {queue!r} and no "
-                             f"worker has started it: does a worker consume {queue!r} "
-                             f"(celery ... worker -Q ...,{queue})?")
+                if queue not in queued:
+                    queued[queue] = []
+                    waits.append(_Queued(queue))  # worded below, once per queue
+                queued[queue].append(f"{event['name']} (#{seq})")
             elif event["type"] == h.STEP_SCHEDULED:
                 waits.append(f"step {event['name']} (#{seq}) is running or waiting to retry")
             elif event["type"] == h.TIMER_SCHEDULED:
                 waits.append(f"a sleep (#{seq}) until {_iso(event['due'])}")
             elif event["type"] in (h.WEBHOOK_CREATED, h.HOOK_CREATED):
                 waits.append(f"a {event['type'].split('_')[0]} (#{seq})")
-        return "it waits on: " + "; ".join(waits[:5]) if waits else \
+        words: list[str] = []
+        for wait in waits:
+            if isinstance(wait, _Queued):
+                steps = queued[wait.queue]
+                shown = ", ".join(steps[:5]) + (f" and {len(steps) - 5} more"
+                                                if len(steps) > 5 else "")
+                one = len(steps) == 1
+                q = wait.queue
+                wait = (f"step{'' if one else 's'} {shown} {'is' if one else 'are'} queued "
+                        f"on {q!r} and no worker has started {'it' if one else 'them'}: "
+                        f"does a worker consume {q!r} (celery ... worker -Q ...,{q})?")
+            words.append(wait)
+        return "it waits on: " + "; ".join(words[:5]) if words else \
             "it waits on nothing it has scheduled (see run.events())"
 
     def _outcome(self, state: RunState) -> Any:

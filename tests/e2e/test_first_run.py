@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
 import threading
 import uuid
@@ -84,6 +85,25 @@ def test_a_timeout_says_what_the_run_waits_on(proj, shared_worker):
     run = proj.hook_wait.start(f"waits:{uuid.uuid4().hex[:8]}")
     with pytest.raises(TimeoutError, match=r"it waits on: a hook \(#1\)"):
         run.result(timeout=2)
+    run.cancel()
+
+
+def test_steps_queued_where_no_worker_reads_are_named_once_per_queue(proj, shared_worker):
+    token = f"waits:{uuid.uuid4().hex[:8]}"
+    run = proj.hook_wait.start(token)
+    wait_for(lambda: proj.durable.runtime.store.token_info(token), what="the hook")
+    # Two steps scheduled and never started, as a worker-less queue leaves them (pushed
+    # by hand, the run not woken: nothing runs them).
+    store = proj.durable.runtime.store
+    for seq in (7, 8):
+        store.client.rpush(store.keys.run(run.id).history, json.dumps(
+            {"type": "step_scheduled", "seq": seq, "at": 0, "name": proj.routed.name,
+             "args": [], "kwargs": {}}))
+    queue = proj.durable.runtime.dispatcher.queue_of(proj.routed.name)
+    said = run.waiting_on()
+    assert f"steps {proj.routed.name} (#7), {proj.routed.name} (#8) are queued on " \
+           f"{queue!r} and no worker has started them" in said, said
+    assert said.count("does a worker consume") == 1 and "a hook (#1)" in said
     run.cancel()
 
 
