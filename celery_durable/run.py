@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import time
 from typing import Any
@@ -19,11 +18,13 @@ def _iso(at: Any) -> Any:
     return at
 
 
-@dataclasses.dataclass(frozen=True)
-class _Queued:
-    """The steps of one queue that no worker has started, in a wait's words."""
-
-    queue: str
+def _unstarted(queue: str, steps: list[str]) -> str:
+    """Steps queued on ``queue`` that no worker has started, with what to check."""
+    shown = ", ".join(steps[:5]) + (f" and {len(steps) - 5} more" if len(steps) > 5 else "")
+    one = len(steps) == 1
+    return (f"step{'' if one else 's'} {shown} {'is' if one else 'are'} queued on {queue!r} "
+            f"and no worker has started {'it' if one else 'them'}: does a worker consume "
+            f"{queue!r} (celery ... worker -Q ...,{queue})?")
 
 
 class Run:
@@ -108,16 +109,15 @@ class Run:
                 started.add(int(seq))
             elif kind in (h.STEP_COMPLETED, h.STEP_FAILED, h.TIMER_FIRED):
                 settled.add(int(seq))
-        waits: list[str | _Queued] = []
-        queued: dict[str, list[str]] = {}  # queue -> its unstarted steps, one hint each
+        waits: list[str | tuple[str, list[str]]] = []
+        queued: dict[str, list[str]] = {}  # queue -> its unstarted steps: one hint each
         for seq, event in sorted(scheduled.items()):
             if seq in settled:
                 continue
             if event["type"] == h.STEP_SCHEDULED and seq not in started:
                 queue = self.runtime.queue_of(event["name"])
                 if queue not in queued:
-                    queued[queue] = []
-                    waits.append(_Queued(queue))  # worded below, once per queue
+                    waits.append((queue, queued.setdefault(queue, [])))  # worded below
                 queued[queue].append(f"{event['name']} (#{seq})")
             elif event["type"] == h.STEP_SCHEDULED:
                 waits.append(f"step {event['name']} (#{seq}) is running or waiting to retry")
@@ -125,18 +125,7 @@ class Run:
                 waits.append(f"a sleep (#{seq}) until {_iso(event['due'])}")
             elif event["type"] in (h.WEBHOOK_CREATED, h.HOOK_CREATED):
                 waits.append(f"a {event['type'].split('_')[0]} (#{seq})")
-        words: list[str] = []
-        for wait in waits:
-            if isinstance(wait, _Queued):
-                steps = queued[wait.queue]
-                shown = ", ".join(steps[:5]) + (f" and {len(steps) - 5} more"
-                                                if len(steps) > 5 else "")
-                one = len(steps) == 1
-                q = wait.queue
-                wait = (f"step{'' if one else 's'} {shown} {'is' if one else 'are'} queued "
-                        f"on {q!r} and no worker has started {'it' if one else 'them'}: "
-                        f"does a worker consume {q!r} (celery ... worker -Q ...,{q})?")
-            words.append(wait)
+        words = [wait if isinstance(wait, str) else _unstarted(*wait) for wait in waits]
         return "it waits on: " + "; ".join(words[:5]) if words else \
             "it waits on nothing it has scheduled (see run.events())"
 

@@ -11,6 +11,16 @@ from typing import Any
 
 from .engine import history as h
 
+#: How many characters of a webhook token are shown (the token is the webhook's
+#: credential: whoever reads it whole can fire the webhook).
+TOKEN_SHOWN = 6
+
+
+def mask_token(token: str) -> str:
+    """A webhook token cut to its first characters: ``AbCdEf…``."""
+    return token[:TOKEN_SHOWN] + "…" if len(token) > TOKEN_SHOWN else token
+
+
 #: The row kind of each command event.
 KINDS = {h.STEP_SCHEDULED: "step", h.TIMER_SCHEDULED: "sleep", h.WEBHOOK_CREATED: "webhook",
          h.HOOK_CREATED: "hook", h.CHILD_SCHEDULED: "child"}

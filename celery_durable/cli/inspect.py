@@ -86,10 +86,7 @@ def _outcome(row: tl.Row) -> str:
 
 
 def _shown_name(row: tl.Row) -> str:
-    # A webhook's token is its credential: its first characters name it well enough.
-    if row.kind == "webhook":
-        return row.name[:6] + "…" if len(row.name) > 6 else row.name
-    return row.name[:24]
+    return tl.mask_token(row.name) if row.kind == "webhook" else row.name[:24]
 
 
 def _print_timeline(timeline: tl.Timeline) -> None:

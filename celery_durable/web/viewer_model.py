@@ -16,6 +16,7 @@ from typing import Any
 
 from ..engine import history as h
 from ..store.run_index import RunSummary
+from ..timeline import TOKEN_SHOWN, mask_token
 
 #: Longest text of one value on a page; the JSON API carries it whole.
 VALUE_LIMIT = 4000
@@ -24,8 +25,7 @@ HIDDEN_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "s
                             "x-api-key"})
 # A webhook's token is its only credential (whoever knows it can call the run): pages show
 # its first characters, enough to tell two webhooks apart.
-_WEBHOOK_PATH = re.compile(r"(/webhook/)([^/?#]{0,6})[^/?#]*")
-TOKEN_SHOWN = 6
+_WEBHOOK_PATH = re.compile(rf"(/webhook/)([^/?#]{{0,{TOKEN_SHOWN}}})[^/?#]*")
 
 
 # -- time ----------------------------------------------------------------------------
@@ -135,10 +135,6 @@ def error_view(error: dict[str, Any] | None) -> dict[str, str] | None:
 def short_name(name: str) -> str:
     """``proj.app.fetch_user`` → ``fetch_user``."""
     return name.rpartition(".")[2] or name
-
-
-def mask_token(token: str) -> str:
-    return token[:TOKEN_SHOWN] + "…" if len(token) > TOKEN_SHOWN else token
 
 
 # -- the history, cleaned ---------------------------------------------------------------
